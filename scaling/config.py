@@ -1,0 +1,281 @@
+"""Typed configuration schema.
+
+Every YAML file under conf/ is merged onto these dataclasses (registered in Hydra's
+ConfigStore), so a typo such as `model.n_layr=4` or a string where a number belongs fails at
+composition, before anything is built. Cross-field checks live in `__post_init__` and run when
+`validate()` turns the composed DictConfig into these objects, still before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the value and what is valid."""
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+class PosEmb(Enum):
+    rope = "rope"
+    learned = "learned"
+
+
+class MLPKind(Enum):
+    gelu = "gelu"
+    swiglu = "swiglu"
+
+
+class Tokenizer(Enum):
+    byte = "byte"
+    bpe = "bpe"
+
+
+class FlopConvention(Enum):
+    """How FLOPs per token are counted; the three conventions of the literature."""
+
+    kaplan = "kaplan"  # 6 * N_non-embedding (Kaplan et al. 2020)
+    n6 = "6n"  # 6 * (N_non-embedding + output layer)
+    chinchilla = "chinchilla"  # detailed count incl. attention (Hoffmann et al. 2022, App. F)
+
+
+class ScheduleKind(Enum):
+    cosine = "cosine"  # warmup + cosine decay to final_lr_frac at the run's own end
+    wsd = "wsd"  # warmup-stable-decay (Hägele et al. 2024)
+    constant = "constant"  # warmup + constant
+
+
+class CooldownShape(Enum):
+    linear = "linear"
+    sqrt = "sqrt"  # 1 - sqrt(progress), the best shape in Hägele et al. 2024
+    cosine = "cosine"
+
+
+class WandbMode(Enum):
+    auto = "auto"  # online when credentials exist, else offline; never waits on a network
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class ModelConfig:
+    """One member of the decoder-only GPT family (a named size from conf/model/)."""
+
+    name: str = MISSING  # size name, e.g. "1M"; the first half of the run name
+    n_layer: int = MISSING
+    n_head: int = MISSING
+    d_model: int = MISSING
+    d_ff: Optional[int] = None  # MLP hidden width; None -> 4*d_model (gelu) or 8/3*d_model (swiglu)
+    seq_len: int = 128  # context length T
+    vocab_size: Optional[int] = None  # None -> taken from the corpus's tokenizer
+    pos_emb: PosEmb = PosEmb.learned
+    mlp: MLPKind = MLPKind.gelu
+    tie_embeddings: bool = False
+    bias: bool = True
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.n_layer is MISSING or isinstance(self.n_layer, str):
+            return  # schema instance at registration time
+        _check(self.n_layer >= 1, f"model.n_layer={self.n_layer} must be >= 1")
+        _check(self.n_head >= 1, f"model.n_head={self.n_head} must be >= 1")
+        _check(
+            self.d_model % self.n_head == 0,
+            f"model.n_head={self.n_head} does not divide model.d_model={self.d_model}; "
+            f"valid n_head values: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}",
+        )
+        if self.pos_emb == PosEmb.rope:
+            _check(
+                (self.d_model // self.n_head) % 2 == 0,
+                f"RoPE needs an even head dimension, got d_model/n_head={self.d_model // self.n_head}",
+            )
+        _check(self.seq_len >= 2, f"model.seq_len={self.seq_len} must be >= 2")
+        _check(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.d_ff is not None:
+            _check(self.d_ff >= 1, f"model.d_ff={self.d_ff} must be >= 1")
+
+    @property
+    def ff_width(self) -> int:
+        """The resolved MLP hidden width."""
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.mlp == MLPKind.swiglu:
+            # 8/3 * d keeps SwiGLU's three matrices at the parameter count of a 4*d GELU MLP
+            return int(8 * self.d_model / 3 + 7) // 8 * 8
+        return 4 * self.d_model
+
+
+@dataclass
+class MarkovConfig:
+    """A random sparse Markov source whose entropy rate (the irreducible loss E) is exact."""
+
+    vocab_size: int = 64
+    order: int = 1  # context length of the source; states = vocab_size**order
+    branching: int = 4  # successors per state (sparsity)
+    concentration: float = 1.0  # Dirichlet concentration of each state's transition row
+    n_tokens: int = 2_000_000
+    seed: int = 1234
+
+
+@dataclass
+class DataConfig:
+    """Which corpus to train on and how to tokenise it."""
+
+    name: str = "stdlib"  # stdlib | markov | text
+    path: Optional[str] = None  # for name=text: a text file, a folder of text files, or .jsonl
+    jsonl_key: str = "text"  # field holding the text in each JSONL line
+    tokenizer: Tokenizer = Tokenizer.byte
+    bpe_vocab_size: int = 4096
+    max_bytes: Optional[int] = 16_000_000  # cap on raw corpus bytes (None: all)
+    val_fraction: float = 0.02  # held-out tail of the corpus, same for every run
+    cache_dir: str = ".cache/scaling"  # prepared token files, keyed by content hash
+    markov: MarkovConfig = field(default_factory=MarkovConfig)
+
+
+@dataclass
+class TrainConfig:
+    """The run's budget (exactly one of tokens / flops / steps) and loop settings."""
+
+    tokens: Any = None  # a count (2e7) or a Chinchilla multiple "1xC" (= 20 tokens/param)
+    flops: Optional[float] = None  # compute budget C under `flops_convention`
+    steps: Optional[int] = None
+    flops_convention: FlopConvention = FlopConvention.chinchilla
+    batch_size: int = 32  # sequences per optimiser step; tokens/step = batch_size * seq_len
+    n_evals: int = 30  # validation points spaced evenly in log(tokens), plus the final one
+    eval_batches: int = 8  # fixed held-out batches per evaluation
+    seed: int = 0
+    divergence_factor: float = 4.0  # loss above factor * ln(vocab) (or NaN/inf) -> diverged
+    checkpoint_every: int = 200  # steps between last-checkpoint saves (and at the end)
+    log_every: int = 10  # steps between train/loss rows
+    resume: bool = True  # resume an interrupted run from its last checkpoint
+
+    def __post_init__(self) -> None:
+        # "none set" is reported by budget.resolve(); the schema default has no budget
+        set_ = [k for k in ("tokens", "flops", "steps") if getattr(self, k) is not None]
+        _check(
+            len(set_) <= 1,
+            f"exactly one budget must be set among train.tokens, train.flops, train.steps; "
+            f"got {set_}",
+        )
+        _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
+        _check(self.n_evals >= 1, f"train.n_evals={self.n_evals} must be >= 1")
+        _check(self.eval_batches >= 1, f"train.eval_batches={self.eval_batches} must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW; the peak learning rate can depend on the model size."""
+
+    lr: float = 3e-3  # peak LR unless lr_table or lr_rule gives one for this size
+    lr_table: dict[str, float] = field(default_factory=dict)  # size name -> peak LR
+    lr_rule_exponent: Optional[float] = None  # lr = lr * (lr_rule_ref_params / N)^exponent
+    lr_rule_ref_params: float = 1e6
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+    fused: bool = True  # fused AdamW kernel where the device supports it
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"optim.lr={self.lr} must be > 0")
+        _check(len(self.betas) == 2, f"optim.betas={self.betas} must have two values")
+        for k, v in self.lr_table.items():
+            _check(v > 0, f"optim.lr_table[{k}]={v} must be > 0")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule as a multiplier of the peak LR over the run's steps."""
+
+    kind: ScheduleKind = ScheduleKind.cosine
+    warmup_frac: float = 0.05  # warmup steps as a fraction of the run (capped by warmup_max)
+    warmup_max: int = 1000
+    final_lr_frac: float = 0.1  # cosine decays to this fraction (Chinchilla: 10%)
+    cooldown_frac: float = 0.2  # wsd: fraction of steps in the final decay
+    cooldown_shape: CooldownShape = CooldownShape.sqrt
+    # wsd cooldown branches: the stable phase is that of a run of `wsd_total_steps` steps, the
+    # decay starts at this run's own end minus its cooldown (set by the wsd sweep).
+    wsd_total_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.warmup_frac < 1, f"schedule.warmup_frac={self.warmup_frac} not in [0,1)")
+        _check(0 <= self.final_lr_frac <= 1, f"schedule.final_lr_frac={self.final_lr_frac} not in [0,1]")
+        _check(0 < self.cooldown_frac <= 1, f"schedule.cooldown_frac={self.cooldown_frac} not in (0,1]")
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings: device, precision, compile, threads."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # GPU: "bf16-mixed"
+    compile: bool = False  # torch.compile the model (a GPU option; no gain on CPU)
+    num_threads: Optional[int] = None  # torch intra-op threads; None -> torch's default
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases: a view of the run store, grouped by experiment/sweep."""
+
+    mode: WandbMode = WandbMode.auto
+    project: str = "scaling"
+    entity: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    dir: Optional[str] = None  # None -> the run folder
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class Config:
+    """The whole run: model x data x budget x optimiser x schedule x trainer x logging."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    experiment: str = "default"  # W&B group and runs/<experiment>/
+    run_name: Optional[str] = None  # None -> "{size}-{budget}"
+    runs_dir: str = "runs"
+    sweep: Any = None  # sweep parameters (set by files in sweeps/)
+
+
+def register_configs() -> None:
+    """Register the schema so conf/train.yaml is validated against it."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Turn a composed config into typed objects, running every `__post_init__` check."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # omegaconf wraps errors raised inside __post_init__
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(e)) from e
+    assert isinstance(obj, Config)
+    return obj
