@@ -127,6 +127,31 @@ class MarkovConfig:
     n_tokens: int = 2_000_000
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        _check(
+            2 <= self.vocab_size <= 65536,
+            f"data.markov.vocab_size={self.vocab_size} must be in [2, 65536] (uint16 tokens)",
+        )
+        _check(self.order >= 1, f"data.markov.order={self.order} must be >= 1")
+        # the transition table holds vocab_size**order rows; beyond ~4M it no longer fits a
+        # laptop's memory, and such a source is not learnable from a corpus of sane size anyway
+        _check(
+            self.vocab_size**self.order <= 2**22,
+            f"data.markov: vocab_size**order = {self.vocab_size}**{self.order} states exceeds "
+            f"{2**22}; lower data.markov.order or data.markov.vocab_size",
+        )
+        # >= 2 successors leave room for the extra edges that make the chain aperiodic
+        _check(
+            2 <= self.branching <= self.vocab_size,
+            f"data.markov.branching={self.branching} must be in [2, vocab_size={self.vocab_size}]",
+        )
+        _check(
+            self.concentration > 0,
+            f"data.markov.concentration={self.concentration} must be > 0",
+        )
+        _check(self.n_tokens >= 2, f"data.markov.n_tokens={self.n_tokens} must be >= 2")
+        _check(self.seed >= 0, f"data.markov.seed={self.seed} must be >= 0")
+
 
 @dataclass
 class DataConfig:
@@ -141,6 +166,35 @@ class DataConfig:
     val_fraction: float = 0.02  # held-out tail of the corpus, same for every run
     cache_dir: str = ".cache/scaling"  # prepared token files, keyed by content hash
     markov: MarkovConfig = field(default_factory=MarkovConfig)
+
+    def __post_init__(self) -> None:
+        corpora = ("stdlib", "markov", "text")
+        _check(self.name in corpora, f"data.name={self.name!r} is unknown; valid: {list(corpora)}")
+        if self.name == "text":
+            _check(
+                self.path is not None,
+                "data.name=text needs data.path=<a text file, a folder of text files, or a .jsonl>",
+            )
+        if self.name == "markov":
+            # the source's symbols are the tokens; a tokenizer would change the entropy rate
+            _check(
+                self.tokenizer == Tokenizer.byte,
+                f"data.tokenizer={self.tokenizer.value} does not apply to data.name=markov "
+                "(its symbols are the tokens); use data.tokenizer=byte",
+            )
+        if self.tokenizer == Tokenizer.bpe:
+            _check(
+                257 <= self.bpe_vocab_size <= 65536,
+                f"data.bpe_vocab_size={self.bpe_vocab_size} must be in [257, 65536] "
+                "(256 byte tokens plus merges; uint16 tokens)",
+            )
+        if self.max_bytes is not None:
+            _check(self.max_bytes >= 1, f"data.max_bytes={self.max_bytes} must be >= 1 or null")
+        _check(
+            0 < self.val_fraction < 1,
+            f"data.val_fraction={self.val_fraction} must be in (0, 1)",
+        )
+        _check(bool(self.jsonl_key), "data.jsonl_key must be a non-empty field name")
 
 
 @dataclass
@@ -159,6 +213,10 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between last-checkpoint saves (and at the end)
     log_every: int = 10  # steps between train/loss rows
     resume: bool = True  # resume an interrupted run from its last checkpoint
+    # Start from another run's checkpoint (weights, optimiser state and step) instead of from
+    # scratch: how a WSD cooldown branch continues its size's stable run.
+    init_from: Optional[str] = None
+    checkpoint_steps: list[int] = field(default_factory=list)  # extra kept checkpoints step<S>.ckpt
 
     def __post_init__(self) -> None:
         # "none set" is reported by budget.resolve(); the schema default has no budget
@@ -210,8 +268,13 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         _check(0 <= self.warmup_frac < 1, f"schedule.warmup_frac={self.warmup_frac} not in [0,1)")
-        _check(0 <= self.final_lr_frac <= 1, f"schedule.final_lr_frac={self.final_lr_frac} not in [0,1]")
-        _check(0 < self.cooldown_frac <= 1, f"schedule.cooldown_frac={self.cooldown_frac} not in (0,1]")
+        _check(
+            0 <= self.final_lr_frac <= 1,
+            f"schedule.final_lr_frac={self.final_lr_frac} not in [0,1]",
+        )
+        _check(
+            0 < self.cooldown_frac <= 1, f"schedule.cooldown_frac={self.cooldown_frac} not in (0,1]"
+        )
 
 
 @dataclass
@@ -225,6 +288,8 @@ class TrainerConfig:
     precision: str = "32-true"  # GPU: "bf16-mixed"
     compile: bool = False  # torch.compile the model (a GPU option; no gain on CPU)
     num_threads: Optional[int] = None  # torch intra-op threads; None -> torch's default
+    peak_flops: Optional[float] = None  # for MFU; None -> measured (CPU) or looked up (GPU)
+    progress_every_s: float = 10.0  # seconds between one-line progress reports (0: off)
 
 
 @dataclass

@@ -1,0 +1,296 @@
+"""The LightningModule (loss, optimiser, LR schedule) and the callback that records a run.
+
+What is logged, and when:
+- every `train.log_every` steps: train/loss (mean over the window), lr, tokens, flops under
+  each convention, tokens/s and MFU -> metrics.csv and W&B;
+- at ~`train.n_evals` steps spaced evenly in log(tokens), and at the last step: val/loss on
+  the same fixed held-out batches for every run of a corpus.
+The x-axes are tokens and FLOPs, never bare steps: that is what a scaling law is a function of.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from scaling.budget import CONVENTIONS, Budget
+from scaling.config import Config, CooldownShape, ModelConfig, ScheduleConfig, ScheduleKind
+from scaling.model import GPT
+from scaling.store import RunStore
+
+
+class Diverged(RuntimeError):
+    """The training loss became non-finite or exploded."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"training diverged at step {step}: loss {loss}")
+        self.step = step
+        self.loss = loss
+
+
+def lr_multiplier(step: int, total_steps: int, sched: ScheduleConfig) -> float:
+    """LR multiplier (of the peak) at optimiser step `step` of a `total_steps` run."""
+    # Warmup is set by the run the schedule belongs to: for a WSD cooldown branch that is the
+    # long stable run (wsd_total_steps), so every branch shares the stable run's warmup.
+    horizon = sched.wsd_total_steps or total_steps
+    warmup = min(sched.warmup_max, round(sched.warmup_frac * horizon))
+    if step < warmup:
+        return (step + 1) / warmup
+    if sched.kind == ScheduleKind.constant:
+        return 1.0
+    if sched.kind == ScheduleKind.cosine:
+        p = (step - warmup) / max(1, total_steps - warmup)
+        f = sched.final_lr_frac
+        return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    # wsd: stable at the peak, then decay to 0 over the last cooldown_frac of this run
+    decay_start = total_steps - max(1, round(sched.cooldown_frac * total_steps))
+    if step < decay_start:
+        return 1.0
+    p = (step - decay_start) / max(1, total_steps - decay_start)
+    if sched.cooldown_shape == CooldownShape.linear:
+        return 1.0 - p
+    if sched.cooldown_shape == CooldownShape.sqrt:
+        return 1.0 - math.sqrt(p)
+    return 0.5 * (1 + math.cos(math.pi * p))
+
+
+def eval_steps(total_steps: int, n_evals: int) -> list[int]:
+    """~n_evals steps spaced evenly in log(tokens), always ending at the last step."""
+    pts = np.unique(np.round(np.geomspace(1, total_steps, n_evals)).astype(int))
+    return sorted(set(pts.tolist()) | {total_steps})
+
+
+@functools.cache
+def measured_cpu_peak_flops() -> float:
+    """fp32 matmul FLOP/s of this CPU, measured once per process (the MFU denominator)."""
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    reps, t0 = 8, time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+_GPU_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def peak_flops(cfg: Config) -> float | None:
+    """Peak FLOP/s for MFU: configured, else a table (GPU bf16) or a measurement (CPU)."""
+    if cfg.trainer.peak_flops:
+        return cfg.trainer.peak_flops
+    if cfg.trainer.accelerator == "cpu":
+        return measured_cpu_peak_flops()
+    if torch.cuda.is_available() and "bf16" in cfg.trainer.precision:
+        name = torch.cuda.get_device_name()
+        return next((v for k, v in _GPU_BF16_PEAK.items() if k in name), None)
+    return None
+
+
+class LitGPT(L.LightningModule):
+    """One family member trained for one budget."""
+
+    def __init__(self, cfg: Config, model_cfg: ModelConfig, budget: Budget, lr: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.budget = budget
+        self.lr = lr
+        self.model = GPT(model_cfg)
+        # running sum of the training loss over the current logging window (no per-step sync)
+        self.loss_sum: Tensor | None = None
+        self.loss_n = 0
+
+    def forward(self, idx: Tensor) -> Tensor:
+        return self.model(idx)[0]
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch  # (B, T) each
+        _, loss = self.model(x, y)
+        d = loss.detach()
+        self.loss_sum = d if self.loss_sum is None else self.loss_sum + d
+        self.loss_n += 1
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        # weight decay on matrices only (nanoGPT): not on biases, LayerNorm gains
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW(
+            groups, lr=self.lr, betas=tuple(o.betas), eps=o.eps, fused=o.fused or None
+        )
+        total, sched = self.budget.steps, self.cfg.schedule
+        lam = functools.partial(lr_multiplier, total_steps=total, sched=sched)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class RunRecorder(L.Callback):
+    """Writes metrics rows, runs the evaluations, detects divergence, prints progress.
+
+    A Callback rather than module hooks because Lightning runs ModelCheckpoint after every
+    other callback: rows and evals of step s are on disk before the checkpoint of step s, so a
+    resumed run continues the CSV exactly where the checkpoint left it.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        budget: Budget,
+        flops_per_token: dict[str, float],
+        store: RunStore,
+        val_data: list[tuple[Tensor, Tensor]],
+        epoch_at: Any,
+        vocab_size: int,
+        peak: float | None,
+        run_name: str,
+    ) -> None:
+        self.cfg, self.budget, self.fpt, self.store = cfg, budget, flops_per_token, store
+        self.val_data = val_data
+        self.epoch_at = epoch_at
+        self.evals = set(eval_steps(budget.steps, cfg.train.n_evals))
+        self.ckpt_steps = set(cfg.train.checkpoint_steps)
+        self.limit = cfg.train.divergence_factor * math.log(vocab_size)
+        self.peak = peak
+        self.run_name = run_name
+        self.tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
+        self.last_val: float | None = None
+        self.last_train: float | None = None
+        self.best_val: float | None = None
+        self._t_window = self._t_progress = time.perf_counter()
+        self._s_window = 0
+        self.tokens_per_s: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._s_window = trainer.global_step
+        self._t_window = self._t_progress = time.perf_counter()
+
+    def _base_row(self, step: int) -> dict[str, Any]:
+        tokens = step * self.tokens_per_step
+        row: dict[str, Any] = {
+            "step": step,
+            "tokens": tokens,
+            "epoch": round(self.epoch_at(step), 6),
+        }
+        for c in CONVENTIONS:
+            row[f"flops_{c}"] = tokens * self.fpt[c]
+        return row
+
+    def _log_wandb(self, trainer: L.Trainer, row: dict[str, Any]) -> None:
+        if trainer.logger is None:
+            return
+        m = {
+            "tokens": row["tokens"],
+            "flops": row[f"flops_{self.budget.convention}"],
+            "epoch": row["epoch"],
+        }
+        for c in CONVENTIONS:
+            m[f"flops/{c}"] = row[f"flops_{c}"]
+        for key, wkey in (
+            ("train_loss", "train/loss"),
+            ("val_loss", "val/loss"),
+            ("lr", "lr"),
+            ("tokens_per_s", "perf/tokens_per_s"),
+            ("mfu", "perf/mfu"),
+        ):
+            if row.get(key) is not None:
+                m[wkey] = row[key]
+        trainer.logger.log_metrics(m, step=row["step"])
+
+    @torch.no_grad()
+    def _validate(self, trainer: L.Trainer, pl_module: LitGPT) -> float:
+        model = pl_module.model
+        model.eval()
+        total = 0.0
+        with trainer.precision_plugin.forward_context():
+            for x, y in self.val_data:
+                _, loss = model(x.to(pl_module.device), y.to(pl_module.device))
+                total += loss.item()
+        model.train()
+        return total / len(self.val_data)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        assert isinstance(pl_module, LitGPT)
+        step = trainer.global_step  # optimiser steps done, including this one
+        last = step >= self.budget.steps
+        row: dict[str, Any] | None = None
+        if step % self.cfg.train.log_every == 0 or last or step in self.evals:
+            loss = (
+                (pl_module.loss_sum / pl_module.loss_n).item() if pl_module.loss_n else float("nan")
+            )
+            pl_module.loss_sum, pl_module.loss_n = None, 0
+            now = time.perf_counter()
+            if step > self._s_window:
+                self.tokens_per_s = (
+                    (step - self._s_window) * self.tokens_per_step / (now - self._t_window)
+                )
+            self._t_window, self._s_window = now, step
+            row = self._base_row(step)
+            row.update(
+                train_loss=loss,
+                lr=trainer.optimizers[0].param_groups[0]["lr"],
+                tokens_per_s=self.tokens_per_s,
+            )
+            if self.peak and self.tokens_per_s:
+                row["mfu"] = self.tokens_per_s * self.fpt["chinchilla"] / self.peak
+            if not math.isfinite(loss) or loss > self.limit:
+                self.store.log_row(row)
+                raise Diverged(step, loss)
+            self.last_train = loss
+        if step in self.evals:
+            val = self._validate(trainer, pl_module)
+            row = row or self._base_row(step)
+            row["val_loss"] = val
+            self.last_val = val
+            self.best_val = val if self.best_val is None else min(self.best_val, val)
+            if not math.isfinite(val):
+                self.store.log_row(row)
+                raise Diverged(step, val)
+        if row is not None:
+            self.store.log_row(row)
+            self._log_wandb(trainer, row)
+        if step in self.ckpt_steps:
+            trainer.save_checkpoint(self.store.ckpt_dir / f"step{step}.ckpt")
+        self._progress(step, last)
+
+    def _progress(self, step: int, last: bool) -> None:
+        every = self.cfg.trainer.progress_every_s
+        now = time.perf_counter()
+        if not every or (now - self._t_progress < every and not last):
+            return
+        self._t_progress = now
+        rate = self.tokens_per_s or 0.0
+        left = (self.budget.steps - step) * self.tokens_per_step / rate if rate else float("nan")
+        val = f" val {self.last_val:.4f}" if self.last_val is not None else ""
+        print(
+            f"[{self.run_name}] step {step}/{self.budget.steps} "
+            f"loss {self.last_train if self.last_train is not None else float('nan'):.4f}{val} "
+            f"{rate:,.0f} tok/s, {left:.0f}s left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def load_weights_only(path: Path) -> dict[str, Any]:
+    """The model state dict stored in a Lightning checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]

@@ -1,0 +1,436 @@
+"""The Hydra entry point: compose -> validate -> skip if done -> fit -> record.
+
+    scaling-train model=1M train.tokens=1xC            # 20 tokens per parameter
+    scaling-train model=300k train.flops=1e13          # FLOPs under train.flops_convention
+    scaling-train model=100k train.steps=500 trainer=gpu
+
+Everything a scaling-law analysis needs lands in runs/<experiment>/<run-name>/ (the source of
+truth, see docs/formats.md); W&B is a view of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import netrc
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import IterableDataset
+
+from scaling.budget import Budget, resolve
+from scaling.config import Config, ConfigError, WandbMode, register_configs, validate
+from scaling.data import BatchStream, Corpus, DataError, TokenBatches, load_corpus, val_batches
+from scaling.family import flops_per_token, param_counts
+from scaling.store import RunStore, config_hash
+
+log = logging.getLogger("scaling.train")
+register_configs()
+
+_FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything resolved from the config before any training starts."""
+
+    conf: Config
+    corpus: Corpus
+    budget: Budget
+    run_name: str
+    store: RunStore
+    lr: float
+    counts: Any
+    fpt: dict[str, float]
+    config_hash: str
+
+
+def peak_lr(conf: Config, n_params: int) -> float:
+    """The peak LR for this size: lr_table entry, else the rule, else optim.lr."""
+    o = conf.optim
+    if conf.model.name in o.lr_table:
+        return float(o.lr_table[conf.model.name])
+    if o.lr_rule_exponent is not None:
+        return o.lr * (o.lr_rule_ref_params / n_params) ** o.lr_rule_exponent
+    return o.lr
+
+
+def plan_run(cfg: DictConfig) -> Plan:
+    """Validate the config, prepare the corpus, resolve the budget; no training."""
+    conf = validate(cfg)
+    corpus = load_corpus(conf.data)
+    vocab = conf.model.vocab_size or corpus.vocab_size
+    if vocab < corpus.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={vocab} is smaller than the corpus vocabulary ({corpus.vocab_size})"
+        )
+    conf.model = dataclasses.replace(conf.model, vocab_size=vocab)
+    counts = param_counts(conf.model)
+    fpt = flops_per_token(conf.model)
+    world = max(1, conf.trainer.devices) * conf.trainer.num_nodes
+    if conf.train.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size={conf.train.batch_size} (the global batch) must be divisible by "
+            f"the {world} training processes"
+        )
+    tokens_per_step = conf.train.batch_size * conf.model.seq_len
+    budget = resolve(conf.train, fpt, counts.non_embedding, tokens_per_step)
+    if (
+        corpus.n_val
+        < conf.train.eval_batches * conf.train.batch_size * (conf.model.seq_len + 1) // 4
+    ):
+        log.warning("validation split of %s is small (%d tokens)", corpus.name, corpus.n_val)
+    name = conf.run_name or f"{conf.model.name}-{budget.label}"
+    store = RunStore(Path(conf.runs_dir) / conf.experiment / name)
+    return Plan(
+        conf,
+        corpus,
+        budget,
+        name,
+        store,
+        peak_lr(conf, counts.non_embedding),
+        counts,
+        fpt,
+        config_hash(cfg),
+    )
+
+
+def wandb_mode(mode: WandbMode) -> str:
+    """Resolve `auto`: online only when W&B credentials exist, so nothing waits on a network."""
+    if mode != WandbMode.auto:
+        return mode.value
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        rc = netrc.netrc(os.environ.get("NETRC"))
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
+        if rc.authenticators(host):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
+
+
+def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
+    """A WandbLogger in the experiment's group, with tokens/FLOPs as x-axes; None if disabled."""
+    wc = plan.conf.logger.wandb
+    mode = wandb_mode(wc.mode)
+    if mode == "disabled":
+        return None
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    save_dir = Path(wc.dir) if wc.dir else plan.store.root
+    save_dir.mkdir(parents=True, exist_ok=True)
+    # one stable id per run folder: a resumed run continues its own W&B run
+    run_id = hashlib.sha1(str(plan.store.root.resolve()).encode()).hexdigest()[:12]
+    tags = [f"size:{plan.conf.model.name}", f"budget:{plan.budget.label}", *wc.tags]
+    logger = WandbLogger(
+        project=wc.project,
+        entity=wc.entity,
+        group=plan.conf.experiment,
+        job_type="train",
+        name=plan.run_name,
+        id=run_id,
+        save_dir=str(save_dir),
+        mode=mode,
+        tags=tags,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        resume="allow",
+        settings=wandb.Settings(silent=True, init_timeout=30, x_disable_stats=True),
+    )
+    run = logger.experiment
+    run.define_metric("tokens")
+    run.define_metric("flops")
+    for key in ("train/loss", "val/loss", "lr", "perf/*", "flops/*", "epoch"):
+        run.define_metric(key, step_metric="tokens")
+    run.config.update(
+        {
+            "N": plan.counts.non_embedding,
+            "N_total": plan.counts.total,
+            "D": plan.budget.tokens,
+            "C": plan.budget.flops,
+        },
+        allow_val_change=True,
+    )
+    return logger
+
+
+def _ckpt_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one run (or skip/resume it) and return its summary."""
+    t_start = time.perf_counter()
+    plan = plan_run(cfg)
+    conf, store, budget = plan.conf, plan.store, plan.budget
+    prev = store.read_summary()
+    if prev is not None and prev.get("config_hash") != plan.config_hash:
+        raise ConfigError(
+            f"{store.root} already holds a run ({prev.get('status')}) with a different config "
+            f"({prev.get('config_hash')} != {plan.config_hash}); choose another experiment= or "
+            "run_name=, or move that folder aside"
+        )
+    if prev is not None and prev.get("status") in _FINAL:
+        log.info("%s already %s: skipping", plan.run_name, prev["status"])
+        print(f"[{plan.run_name}] already {prev['status']}: skipped", file=sys.stderr)
+        return {**prev, "skipped": True}
+
+    import lightning as L
+    import torch
+
+    from scaling.module import Diverged, LitGPT, RunRecorder, peak_flops
+
+    if conf.trainer.num_threads:
+        torch.set_num_threads(conf.trainer.num_threads)
+    ckpt_path: Path | None = None
+    keep_until: int | None = None
+    if prev is not None and conf.train.resume and store.last_ckpt.exists():
+        ckpt_path, keep_until = store.last_ckpt, _ckpt_step(store.last_ckpt)
+    elif conf.train.init_from:
+        ckpt_path = Path(conf.train.init_from)
+        if not ckpt_path.exists():
+            raise ConfigError(f"train.init_from={conf.train.init_from} does not exist")
+    counts = plan.counts
+    summary: dict[str, Any] = {
+        "run": plan.run_name,
+        "experiment": conf.experiment,
+        "sweep": OmegaConf.select(cfg, "sweep.name", default=None) or conf.experiment,
+        "status": "running",
+        "size": conf.model.name,
+        "N": counts.non_embedding,
+        "N_total": counts.total,
+        "N_with_head": counts.with_head,
+        "params": dataclasses.asdict(counts),
+        "flops_per_token": plan.fpt,
+        "D": budget.tokens,
+        "steps": budget.steps,
+        "batch_size": conf.train.batch_size,
+        "seq_len": conf.model.seq_len,
+        "C": budget.flops,
+        "budget": {
+            "kind": budget.kind,
+            "value": budget.value,
+            "label": budget.label,
+            "convention": budget.convention,
+            "target": budget.target,
+        },
+        "final_train_loss": None,
+        "final_val_loss": None,
+        "best_val_loss": None,
+        "lr": plan.lr,
+        "seed": conf.train.seed,
+        "corpus": plan.corpus.name,
+        "corpus_hash": plan.corpus.content_hash,
+        "vocab_size": conf.model.vocab_size,
+        "entropy_rate": plan.corpus.entropy_rate,
+        "epochs": None,
+        "diverged_step": None,
+        "error": None,
+        "wall_time_s": None,
+        "tokens_per_s": None,
+        "config_hash": plan.config_hash,
+        "tags": {"size": conf.model.name, "budget": budget.label},
+        "heldout": False,
+        "resumed_from_step": keep_until,
+        "init_from": conf.train.init_from,
+    }
+    store.write_config(cfg)
+    store.write_summary(summary)
+    store.open_metrics(keep_until_step=keep_until if keep_until is not None else -1)
+
+    L.seed_everything(conf.train.seed, workers=True, verbose=False)
+    module = LitGPT(conf, conf.model, budget, plan.lr)
+    if conf.trainer.compile:
+        module.model.compile()
+    batches = TokenBatches(
+        plan.corpus.train_tokens(), conf.train.batch_size, conf.model.seq_len, conf.train.seed
+    )
+    val = val_batches(
+        plan.corpus, conf.train.eval_batches, conf.train.batch_size, conf.model.seq_len
+    )
+    trainer_ref: dict[str, Any] = {}
+    stream = _RankSlice(
+        BatchStream(batches, start=lambda: trainer_ref["t"].global_step, end=budget.steps),
+        trainer_ref,
+    )
+    recorder = RunRecorder(
+        conf,
+        budget,
+        plan.fpt,
+        store,
+        val,
+        batches.epoch_at,
+        conf.model.vocab_size,
+        peak_flops(conf),
+        plan.run_name,
+    )
+    wandb_logger = None
+    try:
+        wandb_logger = make_wandb_logger(plan, cfg)
+        try:
+            status = _fit(plan, module, stream, recorder, wandb_logger, trainer_ref, ckpt_path)
+        except Diverged as d:
+            status = "diverged"
+            summary.update(diverged_step=d.step, error=str(d))
+        except Exception as e:
+            summary.update(
+                status="failed",
+                error=f"{type(e).__name__}: {e}",
+                wall_time_s=time.perf_counter() - t_start,
+            )
+            store.write_summary(summary)
+            raise
+        finally:
+            store.close()
+        summary.update(
+            status=status,
+            final_val_loss=recorder.last_val,
+            final_train_loss=recorder.last_train,
+            best_val_loss=recorder.best_val,
+            epochs=batches.epoch_at(budget.steps),
+            wall_time_s=time.perf_counter() - t_start,
+            tokens_per_s=recorder.tokens_per_s,
+        )
+        store.write_summary(summary)
+        if wandb_logger is not None:
+            wandb_logger.experiment.summary.update(
+                {
+                    k: summary[k]
+                    for k in (
+                        "status",
+                        "final_val_loss",
+                        "final_train_loss",
+                        "N",
+                        "D",
+                        "diverged_step",
+                        "epochs",
+                    )
+                    if summary[k] is not None
+                }
+            )
+    finally:
+        if wandb_logger is not None:
+            import wandb
+
+            wandb.finish()  # always: jobs in one process must never share a W&B run
+    val = summary["final_val_loss"]
+    print(
+        f"[{plan.run_name}] {status}: N={counts.non_embedding:,} D={budget.tokens:,} "
+        f"C={budget.flops[budget.convention]:.3g} val_loss={val if val is None else round(val, 4)} "
+        f"-> {store.root}",
+        file=sys.stderr,
+    )
+    return summary
+
+
+def _fit(
+    plan: Plan,
+    module: Any,
+    stream: Any,
+    recorder: Any,
+    wandb_logger: Any,
+    trainer_ref: dict[str, Any],
+    ckpt_path: Path | None,
+) -> str:
+    """Run the Lightning fit loop to the end of the budget; returns the status."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader
+
+    conf, store, budget, tc = plan.conf, plan.store, plan.budget, plan.conf.trainer
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*IterableDataset.*")
+        trainer = L.Trainer(
+            accelerator=tc.accelerator,
+            devices=tc.devices,
+            num_nodes=tc.num_nodes,
+            strategy=tc.strategy,
+            precision=tc.precision,
+            max_steps=budget.steps,
+            max_epochs=-1,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=wandb_logger if wandb_logger is not None else False,
+            callbacks=[
+                recorder,
+                ModelCheckpoint(
+                    dirpath=store.ckpt_dir,
+                    save_last=True,
+                    save_top_k=0,
+                    every_n_train_steps=conf.train.checkpoint_every,
+                ),
+            ],
+            gradient_clip_val=conf.optim.grad_clip or None,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            default_root_dir=str(store.root),
+        )
+        trainer_ref["t"] = trainer
+        loader = DataLoader(stream, batch_size=None, num_workers=0)
+        trainer.fit(
+            module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None
+        )
+    if trainer.global_step < budget.steps:
+        raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
+    trainer.save_checkpoint(store.last_ckpt)
+    return "completed"
+
+
+class _RankSlice(IterableDataset):
+    """Each data-parallel rank takes its slice of the global batch (identity on one process)."""
+
+    def __init__(self, stream: BatchStream, trainer_ref: dict[str, Any]) -> None:
+        super().__init__()
+        self.stream, self.trainer_ref = stream, trainer_ref
+
+    def __iter__(self) -> Any:
+        t = self.trainer_ref["t"]
+        world, rank = t.world_size, t.global_rank
+        for x, y in self.stream:
+            if world == 1:
+                yield x, y
+            else:
+                b = x.shape[0] // world
+                yield x[rank * b : (rank + 1) * b], y[rank * b : (rank + 1) * b]
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Console entry point; returns the final validation loss (for Hydra sweepers)."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        summary = train(cfg)
+    except (ConfigError, DataError) as e:
+        if multirun:
+            log.error("%s", e)
+            return math.nan
+        raise SystemExit(f"scaling-train: error: {e}") from None
+    except Exception:
+        if multirun:  # one failed run never stops the rest of a sweep; it is recorded as failed
+            log.exception("run failed")
+            return math.nan
+        raise
+    loss = summary.get("final_val_loss")
+    return math.nan if loss is None else float(loss)
+
+
+if __name__ == "__main__":
+    main()

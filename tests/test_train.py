@@ -1,0 +1,204 @@
+"""Real Lightning training of a ~1e4-parameter model on CPU: records, resume, divergence, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scaling.config import ConfigError
+from scaling.data import DataError
+from scaling.family import flops_per_token, param_counts
+from scaling.module import RunRecorder
+from scaling.store import METRIC_COLUMNS
+from scaling.train import plan_run, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_model_trains_and_records_everything(tiny_cfg) -> None:
+    cfg = tiny_cfg("train.steps=60", "experiment=unit")
+    s = train(cfg)
+    run = Path(cfg.runs_dir) / "unit" / "10k-S60"
+    assert s["status"] == "completed" and run.is_dir()
+    stored = json.loads((run / "summary.json").read_text())
+    assert stored["status"] == "completed" and stored["run"] == "10k-S60"
+    # exact accounting, recorded per run
+    plan = plan_run(cfg)
+    assert stored["N"] == param_counts(plan.conf.model).non_embedding
+    assert stored["D"] == 60 * 8 * 32
+    fpt = flops_per_token(plan.conf.model)
+    assert stored["C"] == {k: stored["D"] * v for k, v in fpt.items()}
+    assert stored["corpus_hash"] and stored["epochs"] > 0
+    rows = read_metrics(run)
+    assert list(rows[0].keys()) == METRIC_COLUMNS
+    vals = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
+    assert vals[-1][0] == 60 and len(vals) >= 4
+    # loss starts near ln(vocab) and falls
+    assert abs(vals[0][1] - math.log(256)) < 0.6
+    assert vals[-1][1] < vals[0][1] - 1.0
+    assert stored["final_val_loss"] == pytest.approx(vals[-1][1])
+    assert float(rows[-1]["flops_chinchilla"]) == pytest.approx(stored["C"]["chinchilla"])
+    assert all(r["lr"] for r in rows if r["train_loss"])
+    assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
+    # a completed run relaunched with the same config is not trained again
+    again = train(tiny_cfg("train.steps=60", "experiment=unit"))
+    assert again.get("skipped") is True
+    assert read_metrics(run) == rows
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tiny_cfg, monkeypatch) -> None:
+    args = ("train.steps=40", "train.checkpoint_every=10", "train.log_every=5")
+    ref = train(tiny_cfg(*args, "experiment=ref"))
+
+    real = RunRecorder.on_train_batch_end
+
+    def crash_at_25(self, trainer, *a, **k):  # noqa: ANN001
+        real(self, trainer, *a, **k)
+        if trainer.global_step == 25:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(RunRecorder, "on_train_batch_end", crash_at_25)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_cfg(*args, "experiment=crash"))
+    run = Path(tiny_cfg().runs_dir) / "crash" / "10k-S40"
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(RunRecorder, "on_train_batch_end", real)
+
+    resumed = train(tiny_cfg(*args, "experiment=crash"))
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 20
+    assert abs(resumed["final_val_loss"] - ref["final_val_loss"]) < 1e-4
+    ref_rows = read_metrics(Path(tiny_cfg().runs_dir) / "ref" / "10k-S40")
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]
+    for a, b in zip(rows, ref_rows):
+        for k in ("train_loss", "val_loss"):
+            assert (a[k] == b[k] == "") or abs(float(a[k]) - float(b[k])) < 1e-4
+
+
+def test_divergence_is_recorded_and_final(tiny_cfg) -> None:
+    cfg = tiny_cfg(
+        "train.steps=40",
+        "optim.lr=50",
+        "optim.grad_clip=0",
+        "experiment=div",
+        "schedule.warmup_frac=0",
+    )
+    s = train(cfg)
+    assert s["status"] == "diverged"
+    assert s["diverged_step"] is not None and 0 < s["diverged_step"] <= 40
+    run = Path(cfg.runs_dir) / "div" / "10k-S40"
+    stored = json.loads((run / "summary.json").read_text())
+    assert stored["status"] == "diverged" and stored["diverged_step"] == s["diverged_step"]
+    rows = read_metrics(run)
+    assert rows and int(rows[-1]["step"]) == s["diverged_step"]  # nothing logged is lost
+    assert train(cfg).get("skipped") is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (("train.steps=10", "train.tokens=1e6"), "exactly one budget"),
+        (("train.tokens=100",), "less than one batch"),
+        (("train.steps=10", "model.n_head=3"), "n_head=3 does not divide"),
+        (("train.steps=10", "data.name=wikipedia"), "wikipedia"),
+        (
+            ("train.steps=10", "data.name=text", "data.path=/no/such/corpus.txt"),
+            "/no/such/corpus.txt",
+        ),
+        (("train.steps=10", "train.batch_size=0"), "batch_size=0"),
+    ],
+)
+def test_bad_config_fails_before_training(tiny_cfg, overrides, match) -> None:
+    cfg = tiny_cfg(*overrides, "experiment=bad")
+    with pytest.raises((ConfigError, DataError), match=match):
+        train(cfg)
+    assert not (Path(cfg.runs_dir) / "bad").exists()
+
+
+def test_typo_and_unknown_size_fail_at_composition(tiny_cfg) -> None:
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    with pytest.raises((ConfigCompositionException, ConfigKeyError), match="n_layr"):
+        tiny_cfg("model.n_layr=4")
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        tiny_cfg("model.n_layer=four")
+    with pytest.raises(MissingConfigException, match="1T"):
+        tiny_cfg("model=1T")
+
+
+def test_changed_config_for_existing_run_is_refused(tiny_cfg) -> None:
+    train(tiny_cfg("train.steps=10", "experiment=chg"))
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny_cfg("train.steps=10", "experiment=chg", "optim.lr=1e-3"))
+
+
+def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypatch) -> None:
+    from analysis.wandb_offline import read_offline_run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = tiny_cfg("train.steps=20", "experiment=wb", "logger.wandb.mode=offline")
+    s = train(cfg)
+    run = Path(cfg.runs_dir) / "wb" / "10k-S20"
+    files = list(run.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    rec = read_offline_run(files[0])
+    hist = rec["history"]
+    assert {"train/loss", "val/loss", "tokens", "flops", "lr"} <= set(hist.columns)
+    assert hist["tokens"].dropna().max() == s["D"]
+    last_val = hist["val/loss"].dropna().iloc[-1]
+    assert last_val == pytest.approx(s["final_val_loss"])
+    assert rec["summary"]["final_val_loss"] == pytest.approx(s["final_val_loss"])
+    assert rec["config"]["experiment"] == "wb"
+
+
+def test_cli_single_run(tmp_path, data_cache) -> None:
+    """The console script, as a user runs it (a real Hydra launch)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling.train",
+        "model=10k",
+        "train.steps=10",
+        "model.seq_len=32",
+        "train.batch_size=8",
+        "train.eval_batches=1",
+        "data.max_bytes=300000",
+        f"data.cache_dir={data_cache}",
+        f"runs_dir={tmp_path}",
+        "logger.wandb.mode=disabled",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (
+        json.loads((tmp_path / "default" / "10k-S10" / "summary.json").read_text())["status"]
+        == "completed"
+    )
+    bad = subprocess.run(
+        [
+            *cmd[:3],
+            "train.steps=10",
+            "train.tokens=5e6",
+            f"runs_dir={tmp_path}",
+            "logger.wandb.mode=disabled",
+            f"data.cache_dir={data_cache}",
+            "data.max_bytes=300000",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "exactly one budget" in bad.stderr
+    assert "Traceback" not in bad.stderr
