@@ -36,6 +36,10 @@ from scaling.store import RunStore, config_hash
 
 log = logging.getLogger("scaling.train")
 register_configs()
+# Lightning's per-Trainer banners ("GPU available: False", tips) repeat once per run of a sweep;
+# our own one-line progress and result lines say what matters.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 _FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
 
