@@ -270,7 +270,7 @@ class RunRecorder(L.Callback):
             self.store.log_row(row)
             self._log_wandb(trainer, row)
         if step in self.ckpt_steps:
-            trainer.save_checkpoint(self.store.ckpt_dir / f"step{step}.ckpt")
+            trainer.save_checkpoint(self.store.ckpt_dir / f"step{step}.ckpt", weights_only=False)
         self._progress(step, last)
 
     def _progress(self, step: int, last: bool) -> None:

@@ -36,10 +36,13 @@ from scaling.store import RunStore, config_hash
 
 log = logging.getLogger("scaling.train")
 register_configs()
-# Lightning's per-Trainer banners ("GPU available: False", tips) repeat once per run of a sweep;
-# our own one-line progress and result lines say what matters.
-for _name in ("lightning.pytorch", "lightning.fabric"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def _quiet_lightning() -> None:
+    """Lightning's per-Trainer banners ("GPU available: False", tips) repeat once per run of a
+    sweep; our one-line progress and result lines say what matters. Call after importing it."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 _FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
 
@@ -200,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from scaling.module import Diverged, LitGPT, RunRecorder, peak_flops
 
+    _quiet_lightning()
     if conf.trainer.num_threads:
         torch.set_num_threads(conf.trainer.num_threads)
     ckpt_path: Path | None = None
@@ -361,6 +365,7 @@ def _fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*IterableDataset.*")
+        warnings.filterwarnings("ignore", ".*treespec.*")  # torch 2.13 vs lightning 2.6 internals
         trainer = L.Trainer(
             accelerator=tc.accelerator,
             devices=tc.devices,
@@ -394,7 +399,7 @@ def _fit(
         )
     if trainer.global_step < budget.steps:
         raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
-    trainer.save_checkpoint(store.last_ckpt)
+    trainer.save_checkpoint(store.last_ckpt, weights_only=False)
     return "completed"
 
 
