@@ -1,0 +1,730 @@
+"""Paper figures drawn only from a results dir: runs.csv, curves.csv and fit.json (docs/formats.md).
+
+Nothing here trains or fits; every figure is a pure function of the stored tables, so
+`scaling-plot <results-dir>` regenerates the same bytes every time. Figures are built on bare
+`Figure` objects (no pyplot), so no GUI backend or global figure state is involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter, MaxNLocator, PercentFormatter
+
+from analysis import style as st
+from analysis.laws import get_law
+
+FIGURES = ("learning_curves", "isoflop", "compute_optimal", "surface", "parity")
+APPROACHES = ("approach1", "approach2", "approach3")
+
+# Fixed colours (Okabe-Ito) for the three approaches and for held-out / excluded runs.
+APPROACH_COLORS = {"approach1": "#0072B2", "approach2": "#D55E00", "approach3": "#009E73"}
+HELDOUT_COLOR = "#D55E00"
+EXCLUDED_COLOR = "0.6"
+MAX_LEGEND_SIZES = 8  # more sizes (or budgets) than this get a colour bar instead of a legend
+
+# Published compute-optimal exponents drawn as reference slopes: (label, a, b, line style).
+REFERENCES = (
+    ("Chinchilla", 0.50, 0.50, (0, (1, 1.2))),
+    ("Chinchilla approach 3", 0.46, 0.54, (0, (4, 1.5, 1, 1.5))),
+    ("Kaplan", 0.73, 0.27, (0, (3, 1.5))),
+)
+
+LOSS_LABEL = "validation loss (nats/token)"
+N_LABEL = r"parameters $N$"
+D_LABEL = r"tokens $D$"
+C_LABEL = r"compute $C$ (FLOPs)"
+
+
+@dataclass(frozen=True)
+class Results:
+    """The stored inputs of every figure: the collected tables and the fit result."""
+
+    path: Path
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    fit: dict
+
+
+def load_results(results_dir: Path) -> Results:
+    """Read runs.csv, curves.csv (optional: final points only without it) and fit.json."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results dir {str(results_dir)!r} does not exist")
+    for name in ("runs.csv", "fit.json"):
+        if not (results_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{results_dir / name} is missing: figures are drawn from runs.csv and fit.json "
+                f"written by `scaling-fit ... --out {results_dir}`"
+            )
+    runs = pd.read_csv(results_dir / "runs.csv")
+    missing = {"N", "D", "C", "loss"} - set(runs.columns)
+    if missing:
+        raise ValueError(f"{results_dir / 'runs.csv'} lacks columns {sorted(missing)}")
+    fit = json.loads((results_dir / "fit.json").read_text())
+    heldout = set(fit.get("heldout_runs") or [])
+    if "run" not in runs:
+        runs["run"] = [f"run{i}" for i in range(len(runs))]
+    if "heldout" in runs:
+        runs["heldout"] = runs["heldout"].astype(str).str.lower().isin(["true", "1"])
+    else:
+        runs["heldout"] = runs["run"].isin(heldout)
+    excluded = {e["run"] for e in fit.get("excluded") or [] if isinstance(e, dict) and "run" in e}
+    runs["excluded"] = runs["run"].isin(excluded) | ~np.isfinite(runs["loss"])
+    curves_path = results_dir / "curves.csv"
+    curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
+    if not curves.empty:
+        curves = curves[np.isfinite(curves["loss"]) & (curves["C"] > 0)]
+    return Results(results_dir, runs, curves, fit)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _approach(fit: dict, key: str) -> tuple[dict | None, str | None]:
+    """The approach's block if usable, else None and a one-line note saying why not."""
+    block = fit.get(key)
+    label = key.replace("approach", "approach ")
+    if block is None:
+        return None, f"{label} skipped: not in fit.json"
+    if "error" in block:
+        return None, f"{label} skipped: {block['error']}"
+    return block, None
+
+
+def _note(ax: Axes, notes: Sequence[str | None]) -> None:
+    """Write the notes (skipped layers) in the axes' lower-left corner."""
+    text = "\n".join(textwrap.fill(n, 60) for n in notes if n)
+    if text:
+        ax.text(
+            0.02,
+            0.02,
+            text,
+            transform=ax.transAxes,
+            ha="left",
+            va="bottom",
+            fontsize=6,
+            color="0.25",
+            gid="note",
+            bbox={"boxstyle": "square,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
+            zorder=10,
+        )
+
+
+def _predict(fit3: dict, N, D) -> np.ndarray:
+    """Approach-3 loss L(N, D) from fit.json's natural-unit parameters, via the law registry."""
+    law = get_law(fit3.get("law", "chinchilla"))
+    # A registry parameter is either natural (alpha) or the log of a natural coefficient (a = log A).
+    theta = np.array(
+        [
+            np.log(fit3[p.upper()])
+            if p.upper() != p and p.upper() in law.natural_names
+            else fit3[p]
+            for p in law.params
+        ],
+        dtype=float,
+    )
+    back = law.to_natural(theta)
+    if not all(np.isclose(back[k], fit3[k]) for k in law.natural_names):
+        raise ValueError(f"cannot map fit.json approach3 onto law {law.name!r} {law.params}")
+    N, D = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+    return law.predict(theta, {"N": N.ravel(), "D": D.ravel()}).reshape(N.shape)
+
+
+def _sci(x: float) -> str:
+    """x as mathtext: 1e18 -> $10^{18}$, 6e18 -> $6\\times10^{18}$."""
+    exp = int(np.floor(np.log10(x) + 1e-9))
+    mant = x / 10**exp
+    if abs(mant - round(mant)) < 0.05:
+        mant = round(mant)
+        return f"$10^{{{exp}}}$" if mant == 1 else rf"${mant}\times10^{{{exp}}}$"
+    return rf"${mant:.1f}\times10^{{{exp}}}$"
+
+
+def _size_name(n: float) -> str:
+    """A parameter count as a size name: 1.6e8 -> '160M'."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{suffix}"
+    return f"{n:.3g}"
+
+
+def _sizes(runs: pd.DataFrame) -> tuple[list[float], dict[float, str]]:
+    """The distinct model sizes (sorted by N) and a display name for each."""
+    sizes = sorted(float(n) for n in runs["N"].dropna().unique())
+    names = {}
+    for n in sizes:
+        given = runs.loc[runs["N"] == n, "size"] if "size" in runs else pd.Series(dtype=str)
+        given = given.dropna()
+        names[n] = str(given.iloc[0]) if len(given) else _size_name(n)
+    return sizes, names
+
+
+def _figure(n_panels: int, width: str | None, aspect: float = 0.78) -> tuple[Figure, list[Axes]]:
+    """A figure of n_panels: side by side at double width, stacked at single width."""
+    w = st.width_inches(width or ("double" if n_panels > 1 else "single"))
+    fig = Figure(layout="constrained")
+    if n_panels == 1:
+        fig.set_size_inches(w, w * aspect)
+        return fig, [fig.subplots()]
+    if w < st.WIDTHS["double"]:
+        fig.set_size_inches(w, w * aspect * n_panels * 0.85)
+        return fig, list(fig.subplots(n_panels, 1))
+    fig.set_size_inches(w, w * aspect / n_panels * 1.05)
+    return fig, list(fig.subplots(1, n_panels))
+
+
+def _loglog(*axes: Axes, plain_y: bool = False) -> None:
+    """Log both axes; plain_y labels the y ticks as plain numbers (losses: 3, 4, 6 not 6e0)."""
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if plain_y:
+            ax.yaxis.set_major_formatter(LogFormatter())
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+
+
+def _size_key(fig: Figure, axes: list[Axes], runs: pd.DataFrame) -> dict[float, tuple]:
+    """Colour by size: a legend of size names for a few sizes, a log colour bar for many."""
+    sizes, names = _sizes(runs)
+    colors = st.size_colors(sizes)
+    if len(sizes) <= MAX_LEGEND_SIZES:
+        handles = [Line2D([], [], color=colors[n], marker="o", ms=3, lw=1) for n in sizes]
+        fig.legend(
+            handles,
+            [names[n] for n in sizes],
+            title="size $N$",
+            loc="outside right upper",
+        )
+    else:
+        sm = ScalarMappable(norm=st.log_norm(sizes), cmap=st.cmap(st.SIZE_CMAP))
+        fig.colorbar(sm, ax=axes, label=N_LABEL, fraction=0.05, pad=0.02, aspect=30)
+    return colors
+
+
+def _mid_c(runs: pd.DataFrame) -> float:
+    """The geometric middle of the runs' compute range."""
+    c = runs["C"][runs["C"] > 0]
+    return float(np.sqrt(c.min() * c.max()))
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def _lower_envelope(curves: pd.DataFrame, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest loss over all curves at each C of a log grid (curves interpolated in log C)."""
+    grid = np.geomspace(curves["C"].min(), curves["C"].max(), n)
+    best = np.full(n, np.inf)
+    for _, g in curves.groupby("run", sort=True):
+        g = g.sort_values("C")
+        lc = np.log(g["C"].to_numpy())
+        inside = (np.log(grid) >= lc[0]) & (np.log(grid) <= lc[-1])
+        best[inside] = np.minimum(best[inside], np.interp(np.log(grid[inside]), lc, g["loss"]))
+    keep = np.isfinite(best)
+    return grid[keep], best[keep]
+
+
+def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
+    """Loss against tokens and against FLOPs, coloured by size, with the approach-1 envelope."""
+    fig, (ax_d, ax_c) = _figure(2, width)
+    colors = _size_key(fig, [ax_d, ax_c], res.runs)
+    notes = []
+    if res.curves.empty:
+        runs = res.runs[~res.runs["excluded"]]
+        for ax, x in ((ax_d, "D"), (ax_c, "C")):
+            ax.scatter(
+                runs[x],
+                runs["loss"],
+                c=[colors[float(n)] for n in runs["N"]],
+                s=6,
+                linewidths=0,
+                gid="final",
+            )
+        notes.append("final losses only (no learning curves stored)")
+        ax_d.set_title("final loss against tokens")
+        ax_c.set_title("final loss against compute")
+    else:
+        for run, g in res.curves.groupby("run", sort=True):
+            g = g.sort_values("tokens")
+            color = colors[float(g["N"].iloc[0])]
+            ax_d.plot(g["tokens"], g["loss"], color=color, lw=0.8, gid=f"curve:{run}")
+            ax_c.plot(g["C"], g["loss"], color=color, lw=0.8, gid=f"curve:{run}")
+        c, env = _lower_envelope(res.curves)
+        ax_c.plot(c, env, color="k", ls="--", lw=1.0, label="lower envelope", gid="envelope")
+        ax_d.set_title("loss against tokens")
+        ax_c.set_title("loss against compute")
+    a1, note = _approach(res.fit, "approach1")
+    notes.append(note)
+    if a1 and a1.get("points"):
+        p = pd.DataFrame(a1["points"])
+        if "loss" in p:
+            ax_c.scatter(
+                p["C"],
+                p["loss"],
+                marker="o",
+                s=14,
+                facecolors="white",
+                edgecolors="k",
+                linewidths=0.7,
+                zorder=5,
+                label="approach 1 minima",
+                gid="approach1",
+            )
+    _loglog(ax_d, ax_c, plain_y=True)
+    ax_d.set_xlabel(D_LABEL)
+    ax_c.set_xlabel(C_LABEL)
+    for ax in (ax_d, ax_c):
+        ax.set_ylabel(LOSS_LABEL)
+    if ax_c.get_legend_handles_labels()[0]:
+        ax_c.legend(loc="upper right")
+    _note(ax_d, notes)
+    return fig
+
+
+def _assign_budgets(runs: pd.DataFrame, budgets: list[float]) -> pd.Series:
+    """Each run's IsoFLOP budget: the nearest budget in log C within half the budget spacing."""
+    logb = np.log10(budgets)
+    tol = min(0.15, np.diff(np.sort(logb)).min() / 2) if len(logb) > 1 else 0.15
+    logc = np.log10(runs["C"].to_numpy(dtype=float))
+    idx = np.abs(logc[:, None] - logb[None, :]).argmin(axis=1)
+    near = np.abs(logc - logb[idx]) <= tol
+    return pd.Series(np.where(near, np.asarray(budgets)[idx], np.nan), index=runs.index)
+
+
+def plot_isoflop(res: Results, width: str | None = None) -> Figure:
+    """Loss against N for each budget with the fitted parabolas and their minima."""
+    fig, (ax,) = _figure(1, width, aspect=0.95)
+    a2, note = _approach(res.fit, "approach2")
+    runs = res.runs[~res.runs["excluded"]]
+    budgets = sorted((b for b in (a2 or {}).get("budgets", []) if b.get("C")), key=lambda b: b["C"])
+    cm = st.cmap(st.BUDGET_CMAP)
+    if not budgets:
+        note = note or "approach 2 skipped: no IsoFLOP budgets in fit.json"
+        norm = st.log_norm(runs["C"])
+        ax.scatter(runs["N"], runs["loss"], c=runs["C"], norm=norm, cmap=cm, s=8, gid="runs")
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, label=C_LABEL)
+    else:
+        norm = st.log_norm([b["C"] for b in budgets])
+        which = _assign_budgets(runs, [b["C"] for b in budgets])
+        other = runs[which.isna()]
+        if len(other):
+            ax.scatter(other["N"], other["loss"], s=5, color=EXCLUDED_COLOR, gid="other_runs")
+        for b in budgets:
+            color, edge = cm(norm(b["C"])), bool(b.get("edge"))
+            pts = runs[which == b["C"]]
+            held = pts["heldout"]
+            ax.scatter(pts["N"][~held], pts["loss"][~held], s=10, color=color, zorder=3)
+            ax.scatter(
+                pts["N"][held],
+                pts["loss"][held],
+                s=20,
+                marker="D",
+                color=color,
+                edgecolors="k",
+                linewidths=0.6,
+                zorder=3,
+                gid="heldout",
+            )
+            lo, hi = np.log10(b.get("N_range") or [pts["N"].min(), pts["N"].max()])
+            x = np.linspace(lo - 0.1, hi + 0.1, 120)
+            ax.plot(
+                10**x,
+                np.polyval(b["coeffs"], x),
+                color=color,
+                ls="--" if edge else "-",
+                lw=1.0,
+                gid="parabola",
+            )
+            ax.plot(
+                b["N_opt"],
+                b["loss_opt"],
+                marker="X" if edge else "o",
+                ms=6 if edge else 5.5,
+                mfc="white" if edge else color,
+                mec="k",
+                mew=0.7,
+                ls="none",
+                zorder=6,
+                gid="edge_minimum" if edge else "minimum",
+            )
+        handles = [
+            Line2D([], [], color="0.3", lw=1, label="fitted parabola"),
+            Line2D([], [], color="0.3", marker="o", mec="k", ls="none", label="minimum"),
+        ]
+        if any(b.get("edge") for b in budgets):
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    ls="--",
+                    marker="X",
+                    mfc="white",
+                    mec="k",
+                    label="minimum at range edge",
+                )
+            )
+        if runs["heldout"].any():
+            handles.append(
+                Line2D(
+                    [], [], color="0.3", marker="D", mec="k", ms=3.5, ls="none", label="held out"
+                )
+            )
+        if len(other):
+            handles.append(
+                Line2D(
+                    [], [], color=EXCLUDED_COLOR, marker="o", ms=2.5, ls="none", label="other runs"
+                )
+            )
+        if len(budgets) <= MAX_LEGEND_SIZES:
+            handles += [
+                Line2D(
+                    [],
+                    [],
+                    color=cm(norm(b["C"])),
+                    marker="o",
+                    ms=3,
+                    lw=1,
+                    label=f"$C$ = {_sci(b['C'])}",
+                )
+                for b in budgets
+            ]
+        else:
+            fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, label=C_LABEL)
+        fig.legend(handles=handles, loc="outside lower center", ncols=3)
+    ax.set_xscale("log")
+    ax.set_xlabel(N_LABEL)
+    ax.set_ylabel(LOSS_LABEL)
+    ax.set_title("IsoFLOP profiles")
+    _note(ax, [note])
+    return fig
+
+
+def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
+    """N_opt(C) and D_opt(C) from approaches 1-3 with interval bands and published slopes."""
+    fig, (ax_n, ax_d) = _figure(2, width)
+    fit = res.fit
+    c_lo, c_hi = float(res.runs["C"][res.runs["C"] > 0].min()), float(res.runs["C"].max())
+    targets = [t for t in fit.get("targets") or [] if t.get("N_opt")]
+    c_hi = max([c_hi] + [t["C"] for t in targets])
+    grid = np.geomspace(c_lo / 2, c_hi * 2, 200)
+    c_mid = _mid_c(res.runs)
+    notes, anchor = [], None
+    for key in APPROACHES:
+        block, note = _approach(fit, key)
+        notes.append(note)
+        if block is None:
+            continue
+        color = APPROACH_COLORS[key]
+        i = key[-1]
+        label = rf"approach {i}: $a$ = {block['a']:.2f}, $b$ = {block['b']:.2f}"
+        for ax, exp, coef in ((ax_n, "a", "N_coef"), (ax_d, "b", "D_coef")):
+            line = block[coef] * grid ** block[exp]
+            ax.plot(grid, line, color=color, lw=1.2, label=label, gid=f"fit:{key}")
+            mid = block[coef] * c_mid ** block[exp]
+            ci = block.get(f"{exp}_ci")
+            if ci and all(np.isfinite(ci)):
+                ends = np.stack([mid * (grid / c_mid) ** e for e in ci])
+                ax.fill_between(
+                    grid, ends.min(0), ends.max(0), color=color, alpha=0.15, lw=0, gid=f"band:{key}"
+                )
+        if key == "approach3" or anchor is None:
+            anchor = block
+        if key == "approach1" and block.get("points"):
+            p = pd.DataFrame(block["points"])
+            ax_n.scatter(p["C"], p["N_opt"], s=9, color=color, zorder=4, gid="points:approach1")
+            ax_d.scatter(p["C"], p["D_opt"], s=9, color=color, zorder=4, gid="points:approach1")
+        if key == "approach2" and block.get("budgets"):
+            for b in block["budgets"]:
+                kw = {"mfc": "white"} if b.get("edge") else {}
+                ax_n.plot(b["C"], b["N_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
+                ax_d.plot(b["C"], b["D_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
+    if anchor is not None:
+        for name, a, b, ls in REFERENCES:
+            label = rf"{name}: $a$ = {a:.2f}, $b$ = {b:.2f}"
+            for ax, exp, coef, e in ((ax_n, "a", "N_coef", a), (ax_d, "b", "D_coef", b)):
+                mid = anchor[coef] * c_mid ** anchor[exp]
+                ax.plot(
+                    grid,
+                    mid * (grid / c_mid) ** e,
+                    color="0.35",
+                    ls=ls,
+                    lw=0.9,
+                    label=label,
+                    gid=f"reference:{name}",
+                )
+    for t in targets:
+        for ax, k in ((ax_n, "N_opt"), (ax_d, "D_opt")):
+            ci = t.get(f"{k}_ci")
+            yerr = None if not ci else [[t[k] - ci[0]], [ci[1] - t[k]]]
+            ax.errorbar(
+                t["C"],
+                t[k],
+                yerr=yerr,
+                fmt="D",
+                color="k",
+                ms=3,
+                mfc="white",
+                zorder=6,
+                label="target",
+                gid="target",
+            )
+    _loglog(ax_n, ax_d)
+    ax_n.set_ylabel(r"compute-optimal $N_\mathrm{opt}$")
+    ax_d.set_ylabel(r"compute-optimal $D_\mathrm{opt}$")
+    ax_n.set_title(r"$N_\mathrm{opt} \propto C^{a}$")
+    ax_d.set_title(r"$D_\mathrm{opt} \propto C^{b}$")
+    for ax in (ax_n, ax_d):
+        ax.set_xlabel(C_LABEL)
+    handles, labels = ax_n.get_legend_handles_labels()
+    if handles:
+        uniq = dict(zip(labels, handles))
+        fig.legend(
+            uniq.values(),
+            uniq.keys(),
+            loc="outside lower center",
+            ncols=3 if fig.get_figwidth() >= st.WIDTHS["double"] else 1,
+            title=f"bands: exponent intervals; references anchored at the fit at mid-$C$ = {_sci(c_mid)}",
+        )
+    _note(ax_n, notes)
+    return fig
+
+
+def _flop_constant(runs: pd.DataFrame) -> float:
+    """k in C = k N D for the runs' FLOP convention (6 for the 6ND rule)."""
+    k = (runs["C"] / (runs["N"] * runs["D"])).replace([np.inf, -np.inf], np.nan).dropna()
+    return float(k.median()) if len(k) else 6.0
+
+
+def _run_markers(ax: Axes, runs: pd.DataFrame, x, y, colors: dict | None = None) -> None:
+    """Scatter fitted, held-out and excluded runs with distinct markers."""
+    fitted = ~runs["heldout"] & ~runs["excluded"]
+    fc = [colors[float(n)] for n in runs.loc[fitted, "N"]] if colors else "white"
+    ax.scatter(
+        x[fitted],
+        y[fitted],
+        s=12,
+        c=fc,
+        edgecolors="k",
+        linewidths=0.5,
+        zorder=5,
+        label="fitted runs",
+        gid="runs:fitted",
+    )
+    held = runs["heldout"] & ~runs["excluded"]
+    if held.any():
+        ax.scatter(
+            x[held],
+            y[held],
+            s=22,
+            marker="D",
+            c=HELDOUT_COLOR,
+            edgecolors="k",
+            linewidths=0.6,
+            zorder=6,
+            label="held-out runs",
+            gid="runs:heldout",
+        )
+    excl = runs["excluded"] & np.isfinite(x) & np.isfinite(y)
+    if excl.any():
+        ax.scatter(
+            x[excl],
+            y[excl],
+            s=14,
+            marker="x",
+            c=EXCLUDED_COLOR,
+            linewidths=0.8,
+            zorder=4,
+            label="excluded runs",
+            gid="runs:excluded",
+        )
+
+
+def plot_surface(res: Results, width: str | None = None) -> Figure:
+    """Contours of the approach-3 L(N, D) with the efficient frontier, iso-FLOP lines and runs."""
+    fig, (ax,) = _figure(1, width, aspect=0.85)
+    runs = res.runs
+    a3, note = _approach(res.fit, "approach3")
+    k = _flop_constant(runs)
+    n_lo, n_hi = runs["N"].min() / 3, runs["N"].max() * 3
+    d_lo, d_hi = runs["D"].min() / 3, runs["D"].max() * 3
+    N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
+    if a3 is not None:
+        L = _predict(a3, N, D)
+        floor = a3.get("E", 0.99 * L.min())  # contours evenly spaced in log(L - E)
+        levels = floor + np.geomspace(L.min() - floor, L.max() - floor, 16)
+        cs = ax.contourf(N, D, L, levels=levels, cmap="Greys", alpha=0.6, gid="contours")
+        ax.contour(N, D, L, levels=levels, colors="0.4", linewidths=0.3)
+        cbar = fig.colorbar(cs, ax=ax, label=f"predicted {LOSS_LABEL}", format="%g")
+        cbar.set_ticks(MaxNLocator(nbins=6).tick_values(levels[0], levels[-1]))
+        cbar.ax.set_ylim(levels[0], levels[-1])
+        c = np.geomspace(k * n_lo * d_lo, k * n_hi * d_hi, 200)
+        ax.plot(
+            a3["N_coef"] * c ** a3["a"],
+            a3["D_coef"] * c ** a3["b"],
+            color=APPROACH_COLORS["approach3"],
+            lw=1.5,
+            label=r"efficient frontier $(N_\mathrm{opt}, D_\mathrm{opt})$",
+            gid="frontier",
+        )
+    a2 = res.fit.get("approach2") or {}
+    budgets = sorted({b["C"] for b in a2.get("budgets", []) if b.get("C")})
+    if not budgets:
+        lo, hi = np.log10(runs["C"].min()), np.log10(runs["C"].max())
+        budgets = [10.0**e for e in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)]
+    n_line = np.geomspace(n_lo, n_hi, 50)
+    for i, c in enumerate(budgets):
+        ax.plot(
+            n_line,
+            c / (k * n_line),
+            color="0.15",
+            ls=":",
+            lw=0.8,
+            gid="isoflop",
+            label=f"iso-FLOP lines, $C = {k:.3g}\\,ND$" if i == 0 else None,
+        )
+    _run_markers(ax, runs, runs["N"], runs["D"])
+    _loglog(ax)
+    ax.set_xlim(n_lo, n_hi)
+    ax.set_ylim(d_lo, d_hi)
+    ax.set_xlabel(N_LABEL)
+    ax.set_ylabel(D_LABEL)
+    ax.set_title(r"approach 3: $L(N, D)$")
+    fig.legend(loc="outside lower center", ncols=2)
+    _note(ax, [note])
+    return fig
+
+
+def plot_parity(res: Results, width: str | None = None) -> Figure:
+    """Predicted (approach 3) against observed loss, held-out runs marked, and the residuals."""
+    fig, (ax_p, ax_r) = _figure(2, width, aspect=0.82)
+    a3, note = _approach(res.fit, "approach3")
+    runs = res.runs[np.isfinite(res.runs["loss"])]
+    ax_p.set_xlabel(f"observed {LOSS_LABEL}")
+    ax_p.set_ylabel(f"predicted {LOSS_LABEL}")
+    ax_r.set_xlabel(C_LABEL)
+    ax_r.set_ylabel("relative residual (pred./obs. $-$ 1)")
+    ax_r.set_xscale("log")
+    if a3 is None:
+        _note(ax_p, [note])
+        return fig
+    colors = _size_key(fig, [ax_p, ax_r], runs)
+    pred = pd.Series(_predict(a3, runs["N"], runs["D"]), index=runs.index)
+    resid = pred / runs["loss"] - 1
+    _run_markers(ax_p, runs, runs["loss"], pred, colors)
+    _run_markers(ax_r, runs, runs["C"], resid, colors)
+    # Axis limits follow the fitted and held-out runs; excluded outliers may fall outside.
+    kept = ~runs["excluded"] if (~runs["excluded"]).any() else runs["loss"].notna()
+    lo = min(runs["loss"][kept].min(), pred[kept].min())
+    hi = max(runs["loss"][kept].max(), pred[kept].max())
+    pad = 0.03 * (hi - lo)
+    r_lo, r_hi = resid[kept].min(), resid[kept].max()
+    ax_r.set_ylim(r_lo - 0.08 * (r_hi - r_lo), r_hi + 0.08 * (r_hi - r_lo))
+    outside = runs["excluded"] & ((runs["loss"] > hi + pad) | (pred > hi + pad) | (pred < lo - pad))
+    if outside.any():
+        _note(ax_p, [f"{int(outside.sum())} excluded runs beyond the axes"])
+    ax_p.plot(
+        [lo - pad, hi + pad],
+        [lo - pad, hi + pad],
+        color="k",
+        lw=0.8,
+        ls="--",
+        gid="parity",
+        label="parity",
+    )
+    ax_p.set_xlim(lo - pad, hi + pad)
+    ax_p.set_ylim(lo - pad, hi + pad)
+    ax_p.set_aspect("equal", adjustable="box")
+    ax_r.axhline(0, color="k", lw=0.8, ls="--")
+    ax_r.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
+    held = runs["heldout"] & ~runs["excluded"]
+    if held.any():
+        mare = float(resid[held].abs().mean())
+        ax_r.set_title(
+            f"held-out mean |rel. error| = {100 * mare:.2g}"
+            + (r"\%" if matplotlib.rcParams["text.usetex"] else "%")
+        )
+    ax_p.set_title("approach 3 against observations")
+    ax_p.legend(loc="upper left")
+    return fig
+
+
+PLOTTERS: dict[str, Callable[[Results, str | None], Figure]] = {
+    "learning_curves": plot_learning_curves,
+    "isoflop": plot_isoflop,
+    "compute_optimal": plot_compute_optimal,
+    "surface": plot_surface,
+    "parity": plot_parity,
+}
+
+
+def plot_all(
+    results_dir: Path,
+    out_dir: Path | None = None,
+    style: str | None = None,
+    fmt: Sequence[str] = ("pdf", "png"),
+    usetex: bool = False,
+    width: str | None = None,
+    only: Sequence[str] | None = None,
+) -> list[Path]:
+    """Regenerate every figure of a results dir into out_dir (default <results-dir>/figures)."""
+    names = list(only or FIGURES)
+    unknown = set(names) - set(FIGURES)
+    if unknown:
+        raise ValueError(f"unknown figures {sorted(unknown)}; valid: {', '.join(FIGURES)}")
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir / "figures"
+    res = load_results(results_dir)
+    paths: list[Path] = []
+    with st.paper_style(style, usetex=usetex):
+        for name in names:
+            fig = PLOTTERS[name](res, width)
+            paths += st.save(fig, out_dir / name, fmt)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`scaling-plot <results-dir>`: regenerate the paper figures from stored results."""
+    parser = argparse.ArgumentParser(prog="scaling-plot", description=main.__doc__)
+    parser.add_argument("results_dir", type=Path, help="dir holding runs.csv, curves.csv, fit.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output dir (default <results-dir>/figures)"
+    )
+    parser.add_argument("--style", default=None, help=".mplstyle file merged over the paper style")
+    parser.add_argument(
+        "--width", choices=sorted(st.WIDTHS), default=None, help="column width of every figure"
+    )
+    parser.add_argument(
+        "--format", nargs="+", default=["pdf", "png"], choices=st.FORMATS, dest="fmt"
+    )
+    parser.add_argument(
+        "--usetex", action="store_true", help="render text with LaTeX (needs a TeX install)"
+    )
+    parser.add_argument("--only", nargs="+", choices=FIGURES, default=None, help="figures to draw")
+    args = parser.parse_args(argv)
+    try:
+        paths = plot_all(
+            args.results_dir, args.out, args.style, args.fmt, args.usetex, args.width, args.only
+        )
+    except (FileNotFoundError, ValueError) as e:
+        parser.exit(2, f"scaling-plot: error: {e}\n")
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Log an analysis (runs table, figures, fitted exponents, fit.json) as a W&B run.
+
+The results dir stays the source of truth; this is its W&B view, logged as a run of job type
+`analysis` in the sweep's group. Without credentials it writes an offline run under
+`<out_dir>/wandb/`, which `wandb sync` uploads later.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import wandb
+
+from analysis.plots import FIGURES, load_results, plot_all
+
+MODES = ("auto", "online", "offline", "disabled")
+
+# fit.json keys copied into the run summary as "<approach>/<key>".
+SUMMARY_KEYS = {
+    "approach1": ("a", "b"),
+    "approach2": ("a", "b"),
+    "approach3": ("a", "b", "E", "A", "B", "alpha", "beta"),
+}
+
+
+def has_credentials() -> bool:
+    """Whether a W&B API key is configured (WANDB_API_KEY or a netrc entry); no network."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str = "auto") -> str:
+    """online/offline/disabled; auto honours WANDB_MODE, else online only with credentials."""
+    if mode not in MODES:
+        raise ValueError(f"W&B mode {mode!r} is not one of {MODES}")
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE", "").lower()
+    if env in ("online", "offline", "disabled"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    return "online" if has_credentials() else "offline"
+
+
+def summary(fit: dict) -> dict:
+    """The fitted exponents and coefficients of fit.json as flat summary keys."""
+    out: dict = {}
+    for approach, keys in SUMMARY_KEYS.items():
+        block = fit.get(approach) or {"error": "not in fit.json"}
+        if "error" in block:
+            out[f"{approach}/error"] = str(block["error"])
+            continue
+        for k in keys:
+            if block.get(k) is not None:
+                out[f"{approach}/{k}"] = float(block[k])
+    holdout = fit.get("holdout") or {}
+    if holdout.get("mean_abs_rel_error") is not None:
+        out["holdout/mean_abs_rel_error"] = float(holdout["mean_abs_rel_error"])
+    for k in ("n_runs", "n_fitted", "convention"):
+        if k in fit:
+            out[k] = fit[k]
+    return out
+
+
+def _sweep_group(runs) -> str | None:
+    """The sweep name when the runs table holds exactly one sweep."""
+    if "sweep" not in runs:
+        return None
+    sweeps = runs["sweep"].dropna().unique()
+    return str(sweeps[0]) if len(sweeps) == 1 else None
+
+
+def log_analysis(out_dir: Path, project: str, group: str | None = None, mode: str = "auto") -> Path:
+    """Log out_dir's runs table, figures, exponents and fit.json as a W&B analysis run."""
+    out_dir = Path(out_dir)
+    res = load_results(out_dir)
+    figures = out_dir / "figures"
+    if not all((figures / f"{name}.png").is_file() for name in FIGURES):
+        plot_all(out_dir, fmt=("png",))
+    pngs = sorted(figures.glob("*.png"))
+    group = group or _sweep_group(res.runs)
+    mode = resolve_mode(mode)
+    run = wandb.init(
+        project=project,
+        group=group,
+        job_type="analysis",
+        name=f"analysis-{group}" if group else "analysis",
+        dir=str(out_dir),
+        mode=mode,
+        config={k: res.fit.get(k) for k in ("source", "convention", "bootstrap")},
+        settings=wandb.Settings(init_timeout=30),
+    )
+    try:
+        table = wandb.Table(dataframe=res.runs.drop(columns=["excluded"]))
+        run.log({"runs": table} | {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs})
+        run.summary.update(summary(res.fit))
+        artifact = wandb.Artifact(re.sub(r"[^\w.-]", "-", f"fit-{group or 'analysis'}"), type="fit")
+        for name in ("fit.json", "runs.csv", "curves.csv"):
+            if (out_dir / name).is_file():
+                artifact.add_file(str(out_dir / name))
+        run.log_artifact(artifact)
+        run_dir = Path(run.dir).parent
+    finally:
+        wandb.finish()
+    return run_dir

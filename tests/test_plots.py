@@ -1,0 +1,194 @@
+"""Figures from a synthetic results dir (tests/fixtures_results.py): content, determinism, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from fixtures_results import BUDGETS, LAW, SIZES, chinchilla, write_results
+
+from analysis import plots
+from analysis import style as st
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    return write_results(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def res(results_dir):
+    return plots.load_results(results_dir)
+
+
+@pytest.fixture(scope="module")
+def rendered(results_dir):
+    """Every figure rendered once as PNG into <results>/figures."""
+    return plots.plot_all(results_dir, fmt=("png",))
+
+
+def draw(plotter, res, **kw):
+    with st.paper_style():
+        return plotter(res, **kw)
+
+
+def gids(ax, prefix):
+    return [a for a in ax.get_children() if (a.get_gid() or "").startswith(prefix)]
+
+
+def notes(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "note"]
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_plot_all_writes_every_figure(rendered, results_dir):
+    assert [p.name for p in rendered] == [f"{name}.png" for name in plots.FIGURES]
+    assert all(p.parent == results_dir / "figures" for p in rendered)
+    # 300 dpi: a double-column PNG is about 6.75 in * 300 px wide.
+    width_px = int.from_bytes((results_dir / "figures/compute_optimal.png").read_bytes()[16:20])
+    assert abs(width_px - st.WIDTHS["double"] * 300) < 5
+
+
+def test_regenerating_gives_identical_bytes(rendered, results_dir, tmp_path):
+    again = plots.plot_all(results_dir, out_dir=tmp_path / "again", fmt=("png",))
+    assert [sha256(p) for p in again] == [sha256(p) for p in rendered]
+    pdfs = [
+        plots.plot_all(results_dir, out_dir=tmp_path / d, fmt=("pdf",), only=["isoflop"])[0]
+        for d in ("pdf1", "pdf2")
+    ]
+    assert sha256(pdfs[0]) == sha256(pdfs[1])
+    assert b"CreationDate" not in pdfs[0].read_bytes()
+
+
+def test_learning_curves_one_colour_per_size_with_envelope(res):
+    fig = draw(plots.plot_learning_curves, res)
+    ax_d, ax_c = fig.axes[:2]
+    for ax in (ax_d, ax_c):
+        curves = gids(ax, "curve:")
+        assert len(curves) == res.curves["run"].nunique()
+        assert len({c.get_color() for c in curves}) == len(SIZES)
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert gids(ax_c, "envelope") and gids(ax_c, "approach1")
+    # Colours follow N: the smallest size is darkest on the sequential map.
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == list(SIZES)
+
+
+def test_learning_curves_without_curves_plots_final_points(tmp_path):
+    res = plots.load_results(write_results(tmp_path, curves=False))
+    fig = draw(plots.plot_learning_curves, res)
+    assert gids(fig.axes[1], "final")
+    assert not gids(fig.axes[1], "curve:")
+    assert any("final losses only" in n for n in notes(fig))
+
+
+def test_isoflop_one_parabola_per_budget(res):
+    fig = draw(plots.plot_isoflop, res)
+    ax = fig.axes[0]
+    assert len(gids(ax, "parabola")) == len(BUDGETS)
+    edge = [b for b in res.fit["approach2"]["budgets"] if b["edge"]]
+    assert len(gids(ax, "edge_minimum")) == len(edge) >= 1
+    assert len(gids(ax, "minimum")) == len(BUDGETS) - len(edge)
+    assert sum(len(c.get_offsets()) for c in gids(ax, "heldout")) == 1
+
+
+def test_compute_optimal_has_approaches_bands_and_references(res):
+    fig = draw(plots.plot_compute_optimal, res)
+    for ax in fig.axes[:2]:
+        for key in plots.APPROACHES:
+            assert gids(ax, f"fit:{key}") and gids(ax, f"band:{key}")
+        refs = {a.get_gid() for a in gids(ax, "reference:")}
+        assert refs == {f"reference:{name}" for name, *_ in plots.REFERENCES}
+    legend = fig.legends[0]
+    assert "anchored" in legend.get_title().get_text()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert any("Kaplan" in t and "0.73" in t for t in labels)
+    assert any("Chinchilla approach 3" in t and "0.46" in t for t in labels)
+
+
+def test_surface_has_contours_frontier_isoflops_and_runs(res):
+    fig = draw(plots.plot_surface, res)
+    ax = fig.axes[0]
+    assert gids(ax, "frontier")
+    assert len(gids(ax, "isoflop")) == len(BUDGETS)
+    assert len(gids(ax, "runs:heldout")[0].get_offsets()) == 1
+    assert any(type(a).__name__ == "QuadContourSet" for a in ax.get_children())
+
+
+def test_parity_marks_heldout_and_shows_residuals(res):
+    fig = draw(plots.plot_parity, res)
+    ax_p, ax_r = fig.axes[:2]
+    assert gids(ax_p, "parity")
+    for ax in (ax_p, ax_r):
+        assert len(gids(ax, "runs:heldout")[0].get_offsets()) == 1
+        n_fitted = len(gids(ax, "runs:fitted")[0].get_offsets())
+        assert n_fitted == len(res.runs) - 2  # one held out, one diverged
+    assert "held-out" in ax_r.get_title()
+    # Predictions are the fixture's true law at each run's (N, D).
+    fitted = res.runs[~res.runs["heldout"] & ~res.runs["excluded"]]
+    predicted = gids(ax_p, "runs:fitted")[0].get_offsets()[:, 1]
+    np.testing.assert_allclose(predicted, chinchilla(fitted["N"], fitted["D"], **LAW))
+
+
+def test_approach_with_error_is_skipped_with_a_note(tmp_path):
+    why = {"approach2": "no IsoFLOP budgets", "approach3": "L-BFGS did not converge"}
+    res = plots.load_results(write_results(tmp_path, errors=why))
+    assert "no IsoFLOP budgets" in " ".join(notes(draw(plots.plot_isoflop, res)))
+    fig = draw(plots.plot_compute_optimal, res)
+    assert gids(fig.axes[0], "fit:approach1") and not gids(fig.axes[0], "fit:approach3")
+    assert gids(fig.axes[0], "reference:Kaplan")  # anchored on approach 1 instead
+    for plotter in (plots.plot_surface, plots.plot_parity):
+        assert "approach 3 skipped: L-BFGS did not converge" in notes(draw(plotter, res))
+
+
+def test_missing_fit_json_names_the_file(tmp_path):
+    write_results(tmp_path)
+    (tmp_path / "fit.json").unlink()
+    with pytest.raises(FileNotFoundError, match="fit.json"):
+        plots.plot_all(tmp_path)
+
+
+def test_cli_reports_missing_input(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        plots.main([str(tmp_path)])
+    assert exc.value.code == 2
+    assert "runs.csv" in capsys.readouterr().err
+
+
+def test_user_style_and_width_override(results_dir, tmp_path):
+    venue = tmp_path / "venue.mplstyle"
+    venue.write_text("font.size: 11\naxes.labelsize: 11\n")
+    res = plots.load_results(results_dir)
+    with st.paper_style(venue):
+        fig = plots.plot_isoflop(res, width="double")
+    assert fig.get_figwidth() == st.WIDTHS["double"]
+    assert fig.axes[0].xaxis.label.get_fontsize() == 11
+    with st.paper_style():
+        stacked = plots.plot_parity(res, width="single")
+    assert stacked.get_figwidth() == st.WIDTHS["single"]
+    stacked.draw_without_rendering()
+    ax_p, ax_r = stacked.axes[:2]
+    assert ax_p.get_position().y0 > ax_r.get_position().y1  # two panels stacked, not squeezed
+
+
+def test_unknown_figure_and_width_are_rejected(results_dir):
+    with pytest.raises(ValueError, match="unknown figures"):
+        plots.plot_all(results_dir, only=["nope"])
+    with pytest.raises(ValueError, match="single"):
+        st.width_inches("triple")
+
+
+def test_fixture_fit_json_follows_the_contract(results_dir):
+    fit = json.loads((results_dir / "fit.json").read_text())
+    for key in plots.APPROACHES:
+        assert {"a", "b", "N_coef", "D_coef"} <= set(fit[key])
+    assert fit["heldout_runs"] and fit["excluded"]

@@ -1,0 +1,87 @@
+"""The W&B analysis run, logged offline from the synthetic results dir and read back."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+from fixtures_results import write_results
+from wandb.proto import wandb_internal_pb2 as pb
+
+from analysis import wandb_log
+from analysis.plots import FIGURES
+from analysis.wandb_offline import find_wandb_file, iter_records, read_offline_run
+
+
+def records(run_dir, kind):
+    """The run's protobuf records of one kind (run, artifact, ...)."""
+    out = []
+    for payload in iter_records(find_wandb_file(run_dir)):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == kind:
+            out.append(getattr(record, kind))
+    return out
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return tmp_path
+
+
+def test_log_analysis_offline_round_trip(offline):
+    out = write_results(offline / "results")
+    run_dir = wandb_log.log_analysis(out, project="scaling-test", group=None)
+    assert run_dir.parent == out / "wandb" and run_dir.name.startswith("offline-run-")
+    assert all((out / "figures" / f"{name}.png").is_file() for name in FIGURES)  # made on demand
+    logged = read_offline_run(run_dir)
+    assert (logged["group"], logged["exit_code"]) == ("isoflop", 0)  # the sweep's group
+    (run,) = records(run_dir, "run")
+    assert run.job_type == "analysis"
+
+    summary = logged["summary"]
+    fit = json.loads((out / "fit.json").read_text())
+    for key in ("E", "A", "B", "alpha", "beta", "a", "b"):
+        assert summary[f"approach3/{key}"] == pytest.approx(fit["approach3"][key])
+    for approach in ("approach1", "approach2"):
+        assert summary[f"{approach}/a"] == pytest.approx(fit[approach]["a"])
+
+    (row,) = logged["history"].to_dict("records")
+    for name in FIGURES:
+        assert row[f"figures/{name}._type"] == "image-file"
+    assert row["runs._type"] == "table-file"
+    assert row["runs.nrows"] == fit["n_runs"]
+
+    artifacts = {a.name: a for a in records(run_dir, "artifact")}
+    assert {m.path for m in artifacts["fit-isoflop"].manifest.contents} >= {"fit.json", "runs.csv"}
+
+
+def test_failed_approach_goes_to_summary_as_error():
+    fit = {"approach2": {"error": "no IsoFLOP budgets"}, "approach1": {"a": 0.5, "b": 0.5}}
+    summary = wandb_log.summary(fit)
+    assert summary["approach2/error"] == "no IsoFLOP budgets"
+    assert summary["approach3/error"] == "not in fit.json"
+    assert summary["approach1/a"] == 0.5 and "approach2/a" not in summary
+
+
+def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_log.resolve_mode("auto") == "offline"
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password k\n")
+    assert wandb_log.resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_log.resolve_mode("auto") == "disabled"
+    assert wandb_log.resolve_mode("offline") == "offline"
+    with pytest.raises(ValueError, match="auto"):
+        wandb_log.resolve_mode("sometimes")
