@@ -202,3 +202,20 @@ def test_cli_single_run(tmp_path, data_cache) -> None:
     )
     assert bad.returncode != 0 and "exactly one budget" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_peak_lr_per_size_table_and_rule(tiny_cfg) -> None:
+    from scaling.train import peak_lr
+
+    conf = plan_run(tiny_cfg("train.steps=10", "++optim.lr_table={10k: 0.01, 1M: 0.001}")).conf
+    assert peak_lr(conf, 12_768) == 0.01
+    conf = plan_run(
+        tiny_cfg(
+            "train.steps=10",
+            "optim.lr=1e-3",
+            "optim.lr_rule_exponent=0.5",
+            "optim.lr_rule_ref_params=1e6",
+        )
+    ).conf
+    assert peak_lr(conf, 10_000) == pytest.approx(1e-2)
+    assert peak_lr(plan_run(tiny_cfg("train.steps=10", "optim.lr=2e-3")).conf, 10_000) == 2e-3
