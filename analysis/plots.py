@@ -26,6 +26,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator, PercentFormatter
 
 from analysis import style as st
 from analysis.laws import get_law
+from analysis.optimal import budgets_of, flops_factor
 
 FIGURES = ("learning_curves", "isoflop", "compute_optimal", "surface", "parity")
 APPROACHES = ("approach1", "approach2", "approach3")
@@ -35,6 +36,7 @@ APPROACH_COLORS = {"approach1": "#0072B2", "approach2": "#D55E00", "approach3": 
 HELDOUT_COLOR = "#D55E00"
 EXCLUDED_COLOR = "0.6"
 MAX_LEGEND_SIZES = 8  # more sizes (or budgets) than this get a colour bar instead of a legend
+MAX_MARKED_POINTS = 30  # more approach-1 minima than this are drawn as a line
 
 # Published compute-optimal exponents drawn as reference slopes: (label, a, b, line style).
 REFERENCES = (
@@ -270,7 +272,18 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
     notes.append(note)
     if a1 and a1.get("points"):
         p = pd.DataFrame(a1["points"])
-        if "loss" in p:
+        if "loss" in p and len(p) > MAX_MARKED_POINTS:  # a dense envelope reads better as a line
+            p = p.sort_values("C")
+            ax_c.plot(
+                p["C"],
+                p["loss"],
+                color="k",
+                lw=0.9,
+                zorder=5,
+                label="approach 1 minima",
+                gid="approach1",
+            )
+        elif "loss" in p:
             ax_c.scatter(
                 p["C"],
                 p["loss"],
@@ -295,13 +308,30 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
 
 
 def _assign_budgets(runs: pd.DataFrame, budgets: list[float]) -> pd.Series:
-    """Each run's IsoFLOP budget: the nearest budget in log C within half the budget spacing."""
+    """Each run's IsoFLOP budget C (NaN if none), grouped as approach 2 grouped them."""
+    out = pd.Series(np.nan, index=runs.index)
+    fitted = runs[~runs["heldout"] & ~runs["excluded"]]
+    if fitted.empty:
+        return out
+    labels = pd.Series(budgets_of(fitted), index=fitted.index)
     logb = np.log10(budgets)
-    tol = min(0.15, np.diff(np.sort(logb)).min() / 2) if len(logb) > 1 else 0.15
-    logc = np.log10(runs["C"].to_numpy(dtype=float))
-    idx = np.abs(logc[:, None] - logb[None, :]).argmin(axis=1)
-    near = np.abs(logc - logb[idx]) <= tol
-    return pd.Series(np.where(near, np.asarray(budgets)[idx], np.nan), index=runs.index)
+    for _, members in labels.groupby(labels):
+        logc = np.log10(fitted.loc[members.index, "C"]).mean()  # approach 2's budget C
+        j = np.abs(logb - logc).argmin()
+        if abs(logb[j] - logc) < 0.01:
+            out[members.index] = budgets[j]
+    # A held-out run joins the budget of the fitted run nearest in C, if it is that close.
+    logf = np.log10(fitted["C"].to_numpy(float))
+    for i in runs.index[runs["heldout"] & ~runs["excluded"]]:
+        j = np.abs(logf - np.log10(runs.at[i, "C"])).argmin()
+        if abs(logf[j] - np.log10(runs.at[i, "C"])) <= 0.05:
+            out[i] = out[fitted.index[j]]
+    return out
+
+
+def _finite(*values) -> bool:
+    """Whether every value is a finite number (fit.json writes NaN as null)."""
+    return all(v is not None and np.isfinite(v) for v in values)
 
 
 def plot_isoflop(res: Results, width: str | None = None) -> Figure:
@@ -348,6 +378,8 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
                 lw=1.0,
                 gid="parabola",
             )
+            if not _finite(b.get("N_opt"), b.get("loss_opt")):
+                continue  # a concave profile has no minimum to mark
             ax.plot(
                 b["N_opt"],
                 b["loss_opt"],
@@ -445,10 +477,21 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
             anchor = block
         if key == "approach1" and block.get("points"):
             p = pd.DataFrame(block["points"])
-            ax_n.scatter(p["C"], p["N_opt"], s=9, color=color, zorder=4, gid="points:approach1")
-            ax_d.scatter(p["C"], p["D_opt"], s=9, color=color, zorder=4, gid="points:approach1")
+            for ax, col in ((ax_n, "N_opt"), (ax_d, "D_opt")):
+                ax.scatter(
+                    p["C"],
+                    p[col],
+                    s=4,
+                    color=color,
+                    alpha=0.6,
+                    lw=0,
+                    zorder=4,
+                    gid="points:approach1",
+                )
         if key == "approach2" and block.get("budgets"):
             for b in block["budgets"]:
+                if not _finite(b.get("N_opt"), b.get("D_opt")):
+                    continue
                 kw = {"mfc": "white"} if b.get("edge") else {}
                 ax_n.plot(b["C"], b["N_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
                 ax_d.plot(b["C"], b["D_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
@@ -503,12 +546,6 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
     return fig
 
 
-def _flop_constant(runs: pd.DataFrame) -> float:
-    """k in C = k N D for the runs' FLOP convention (6 for the 6ND rule)."""
-    k = (runs["C"] / (runs["N"] * runs["D"])).replace([np.inf, -np.inf], np.nan).dropna()
-    return float(k.median()) if len(k) else 6.0
-
-
 def _run_markers(ax: Axes, runs: pd.DataFrame, x, y, colors: dict | None = None) -> None:
     """Scatter fitted, held-out and excluded runs with distinct markers."""
     fitted = ~runs["heldout"] & ~runs["excluded"]
@@ -558,7 +595,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     fig, (ax,) = _figure(1, width, aspect=0.85)
     runs = res.runs
     a3, note = _approach(res.fit, "approach3")
-    k = _flop_constant(runs)
+    k = res.fit.get("k") or flops_factor(runs)
     n_lo, n_hi = runs["N"].min() / 3, runs["N"].max() * 3
     d_lo, d_hi = runs["D"].min() / 3, runs["D"].max() * 3
     N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
