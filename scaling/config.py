@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -325,10 +326,15 @@ class Config:
     sweep: Any = None  # sweep parameters (set by files in sweeps/)
 
 
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+
+
 def register_configs() -> None:
-    """Register the schema so conf/train.yaml is validated against it."""
+    """Register the schema (so conf/train.yaml is validated) and sweeps/*.yaml as `+sweep=`."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+    for path in sorted(SWEEPS_DIR.glob("*.yaml")):
+        cs.store(group="sweep", name=path.stem, node=OmegaConf.load(path), package="_global_")
 
 
 def validate(cfg: DictConfig) -> Config:

@@ -108,8 +108,16 @@ def plan_run(cfg: DictConfig) -> Plan:
         peak_lr(conf, counts.non_embedding),
         counts,
         fpt,
-        config_hash(cfg),
+        run_config_hash(cfg),
     )
+
+
+def run_config_hash(cfg: DictConfig) -> str:
+    """config_hash of what the run computes: the `sweep` node (how it was planned) left out."""
+    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(c, dict)
+    c.pop("sweep", None)
+    return config_hash(OmegaConf.create(c))
 
 
 def wandb_mode(mode: WandbMode) -> str:
@@ -421,7 +429,12 @@ class _RankSlice(IterableDataset):
                 yield x[rank * b : (rank + 1) * b], y[rank * b : (rank + 1) * b]
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+# an absolute path: the `scaling-train` console script has no package to find "../conf" from
+@hydra.main(
+    config_path=str(Path(__file__).resolve().parent.parent / "conf"),
+    config_name="train",
+    version_base="1.3",
+)
 def main(cfg: DictConfig) -> float:
     """Console entry point; returns the final validation loss (for Hydra sweepers)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
