@@ -235,9 +235,14 @@ class RunRecorder(L.Callback):
         last = step >= self.budget.steps
         row: dict[str, Any] | None = None
         if step % self.cfg.train.log_every == 0 or last or step in self.evals:
-            loss = (
-                (pl_module.loss_sum / pl_module.loss_n).item() if pl_module.loss_n else float("nan")
+            mean = (
+                pl_module.loss_sum / pl_module.loss_n
+                if pl_module.loss_n
+                else torch.tensor(float("nan"), device=pl_module.device)
             )
+            if trainer.world_size > 1:  # every rank must see the same loss to stop together
+                mean = trainer.strategy.reduce(mean, reduce_op="mean")
+            loss = float(mean.item())
             pl_module.loss_sum, pl_module.loss_n = None, 0
             now = time.perf_counter()
             if step > self._s_window:
@@ -259,6 +264,8 @@ class RunRecorder(L.Callback):
             self.last_train = loss
         if step in self.evals:
             val = self._validate(trainer, pl_module)
+            if trainer.world_size > 1:  # rank 0's value, so all ranks agree on divergence
+                val = trainer.strategy.broadcast(val, src=0)
             row = row or self._base_row(step)
             row["val_loss"] = val
             self.last_val = val
@@ -271,7 +278,8 @@ class RunRecorder(L.Callback):
             self._log_wandb(trainer, row)
         if step in self.ckpt_steps:
             trainer.save_checkpoint(self.store.ckpt_dir / f"step{step}.ckpt", weights_only=False)
-        self._progress(step, last)
+        if trainer.is_global_zero:
+            self._progress(step, last)
 
     def _progress(self, step: int, last: bool) -> None:
         every = self.cfg.trainer.progress_every_s

@@ -10,6 +10,7 @@ truth, see docs/formats.md); W&B is a view of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -193,6 +194,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run (or skip/resume it) and return its summary."""
     t_start = time.perf_counter()
     plan = plan_run(cfg)
+    zero = not _is_replica()
+    if not zero:  # a DDP rank > 0 reads the run folder; rank 0 alone writes it
+        plan.store = _ReplicaStore(plan.store.root)
     conf, store, budget = plan.conf, plan.store, plan.budget
     prev = store.read_summary()
     if prev is not None and prev.get("config_hash") != plan.config_hash:
@@ -298,7 +302,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     wandb_logger = None
     try:
-        wandb_logger = make_wandb_logger(plan, cfg)
+        wandb_logger = make_wandb_logger(plan, cfg) if zero else None
         try:
             status = _fit(plan, module, stream, recorder, wandb_logger, trainer_ref, ckpt_path)
         except Diverged as d:
@@ -346,13 +350,112 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
             wandb.finish()  # always: jobs in one process must never share a W&B run
     val = summary["final_val_loss"]
-    print(
-        f"[{plan.run_name}] {status}: N={counts.non_embedding:,} D={budget.tokens:,} "
-        f"C={budget.flops[budget.convention]:.3g} val_loss={val if val is None else round(val, 4)} "
-        f"-> {store.root}",
-        file=sys.stderr,
-    )
+    if zero:
+        print(
+            f"[{plan.run_name}] {status}: N={counts.non_embedding:,} D={budget.tokens:,} "
+            f"C={budget.flops[budget.convention]:.3g} "
+            f"val_loss={val if val is None else round(val, 4)} -> {store.root}",
+            file=sys.stderr,
+        )
     return summary
+
+
+class _ReplicaStore(RunStore):
+    """The run folder as a DDP rank > 0 sees it: reads work, writes are rank 0's."""
+
+    def write_config(self, cfg: DictConfig) -> None:
+        pass
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def open_metrics(self, keep_until_step: int | None) -> None:
+        pass
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        pass
+
+
+_DDP_ENV = (
+    *("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"),
+    "OMP_NUM_THREADS",  # Lightning sets it (and torch's threads) for the launching process
+)
+
+
+def _is_replica() -> bool:
+    """Whether a DDP launcher started this process as a rank > 0 of a run."""
+    env = os.environ
+    if "RANK" in env:  # torchrun
+        return int(env["RANK"]) > 0
+    if "LOCAL_RANK" in env:  # Lightning's launcher: children get LOCAL_RANK and NODE_RANK
+        return int(env["LOCAL_RANK"]) > 0 or int(env.get("NODE_RANK", 0)) > 0
+    if int(env.get("SLURM_NTASKS", 1)) > 1:  # srun / submitit: one task per rank
+        return int(env.get("SLURM_PROCID", 0)) > 0
+    return False
+
+
+def _ddp_child_command(local_rank: int) -> tuple[list[str], str]:
+    """How DDP rank `local_rank` of this job is started: this one run, never the whole sweep.
+
+    Lightning re-runs sys.argv in each child rank; under `-m` that is the whole multirun, so
+    every rank would launch every run of the sweep (Lightning #16694, Hydra #2070). The child
+    instead composes exactly this job's overrides in run mode, so its config (and hash) is
+    the job's own.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    hc = HydraConfig.get()
+    cmd = [sys.executable, "-m", "scaling.train", f"--config-name={hc.job.config_name}"]
+    for src in hc.runtime.config_sources:
+        if src.provider == "command-line":
+            cmd.append(f"--config-dir={src.path.removeprefix('file://')}")
+    cmd += list(hc.overrides.task)
+    cmd += [
+        f'hydra.run.dir="{hc.runtime.output_dir}"',
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",
+    ]
+    return cmd, get_original_cwd()
+
+
+@contextlib.contextmanager
+def _ddp_job(trainer_ref: dict[str, Any]) -> Any:
+    """Leave this process as it was after a DDP run it launched, so the next job can launch.
+
+    Lightning's launcher sets MASTER_PORT, LOCAL_RANK, WORLD_SIZE, ... in os.environ and keeps
+    the process group: a second run in the same process (a sweep's next job) would take them as
+    a cluster's and wait for ranks that no longer exist.
+    """
+    import torch
+    import torch.distributed as dist
+    from hydra.core.hydra_config import HydraConfig
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launch
+    from lightning.pytorch.strategies.launchers import subprocess_script as pl_launch
+
+    if HydraConfig.initialized():
+        fabric_launch._hydra_subprocess_cmd = _ddp_child_command
+        pl_launch._hydra_subprocess_cmd = _ddp_child_command
+    saved = {k: os.environ.get(k) for k in _DDP_ENV}
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+        launcher = getattr(trainer_ref.get("t") and trainer_ref["t"].strategy, "launcher", None)
+        for proc in getattr(launcher, "procs", []):
+            try:
+                proc.wait(timeout=120)
+            except Exception:
+                proc.kill()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _fit(
@@ -370,7 +473,11 @@ def _fit(
     from torch.utils.data import DataLoader
 
     conf, store, budget, tc = plan.conf, plan.store, plan.budget, plan.conf.trainer
-    with warnings.catch_warnings():
+    launches = tc.devices * tc.num_nodes > 1 and not _is_replica()
+    with (
+        _ddp_job(trainer_ref) if launches else contextlib.nullcontext(),
+        warnings.catch_warnings(),
+    ):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*IterableDataset.*")
         warnings.filterwarnings("ignore", ".*treespec.*")  # torch 2.13 vs lightning 2.6 internals
@@ -405,9 +512,9 @@ def _fit(
         trainer.fit(
             module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None
         )
-    if trainer.global_step < budget.steps:
-        raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
-    trainer.save_checkpoint(store.last_ckpt, weights_only=False)
+        if trainer.global_step < budget.steps:
+            raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
+        trainer.save_checkpoint(store.last_ckpt, weights_only=False)  # a collective under DDP
     return "completed"
 
 
