@@ -1,7 +1,7 @@
 """The Hydra entry point: compose -> validate -> skip if done -> fit -> record.
 
     scaling-train model=1M train.tokens=1xC            # 20 tokens per parameter
-    scaling-train model=300k train.flops=1e13          # FLOPs under train.flops_convention
+    scaling-train model=200k train.flops=1e13          # FLOPs under train.flops_convention
     scaling-train model=100k train.steps=500 trainer=gpu
 
 Everything a scaling-law analysis needs lands in runs/<experiment>/<run-name>/ (the source of
