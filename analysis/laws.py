@@ -1,0 +1,267 @@
+"""The registry of loss forms, each a pure function of log-space parameters.
+
+Every law maps a parameter array ``theta`` of shape ``(..., P)`` (leading dims index independent
+starts or bootstrap resamples) and a dict of data columns (each ``(n,)``) to the predicted
+*log* loss, shape ``(..., n)``. Coefficients are stored as logs (``a = log A``) so that the
+optimiser works on an unconstrained, well-scaled space; exponents are stored as they are.
+
+Most laws are a log-sum-exp of terms that are linear in the parameters (Chinchilla, Kaplan's
+L(N, S), the single-variable laws). For those the value *and* the exact Jacobian follow from one
+description (``terms``), so no law carries a hand-written gradient twin. Other laws (Kaplan's
+L(N, D)) are written as complex-safe numpy and differentiated by the complex step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+Columns = Mapping[str, np.ndarray]
+# One term of a log-sum-exp law: {parameter: feature}, where feature is 1.0 (a constant
+# coefficient) or a function of the data columns giving that parameter's multiplier.
+Term = Mapping[str, "float | Callable[[Columns], np.ndarray]"]
+
+
+def logsumexp(terms: list[np.ndarray]) -> np.ndarray:
+    """log(sum(exp(t))) over a list of same-shaped arrays; complex-safe (max of real parts)."""
+    terms = np.broadcast_arrays(*terms)
+    m = np.maximum.reduce([np.real(t) for t in terms])
+    m = np.where(np.isfinite(m), m, 0.0)
+    return m + np.log(sum(np.exp(t - m) for t in terms))
+
+
+def _neg_log(name: str) -> Callable[[Columns], np.ndarray]:
+    return lambda cols: -np.log(np.asarray(cols[name], dtype=float))
+
+
+@dataclass(frozen=True)
+class Law:
+    """A loss form: parameter names, data variables, log-loss predictor and natural units."""
+
+    name: str
+    formula: str
+    params: tuple[str, ...]
+    variables: tuple[str, ...]
+    log_predict: Callable[[np.ndarray, Columns], np.ndarray]
+    natural: Callable[[np.ndarray], dict[str, np.ndarray]]
+    grid: Mapping[str, tuple[float, ...]]
+    terms: tuple[Term, ...] | None = None
+    natural_names: tuple[str, ...] = field(default=())
+
+    def predict(self, theta: np.ndarray, cols: Columns) -> np.ndarray:
+        """Predicted loss (not log) for parameters ``theta`` at the data columns."""
+        return np.exp(self.log_predict(np.asarray(theta, dtype=float), cols))
+
+    def start_grid(self, grid: Mapping[str, tuple[float, ...]] | None = None) -> np.ndarray:
+        """All combinations of the grid values, as an array of shape (n_starts, P)."""
+        grid = dict(self.grid if grid is None else grid)
+        missing = [p for p in self.params if p not in grid]
+        if missing:
+            raise ValueError(f"grid for law {self.name!r} lacks {missing}; needs {self.params}")
+        return np.array(list(product(*(grid[p] for p in self.params))), dtype=float)
+
+    def to_natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters in natural units (E, A, alpha, ...) from log-space ``theta`` (..., P)."""
+        return self.natural(np.asarray(theta, dtype=float))
+
+    def design(self, cols: Columns) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+        """Per term: (parameter indices, features (k, n) or (k, 1)); term = theta[idx] @ features.
+
+        None for a law that is not a log-sum-exp of parameter-linear terms. A term whose
+        features are all constants has shape (k, 1): it is the same at every point.
+        """
+        if self.terms is None:
+            return None
+        out = []
+        for term in self.terms:
+            idx = np.array([self.params.index(p) for p in term])
+            feats = [
+                np.array([float(f)]) if np.isscalar(f) else np.asarray(f(cols), float)
+                for f in term.values()
+            ]
+            out.append((idx, np.vstack(np.broadcast_arrays(*feats))))
+        return tuple(out)
+
+
+def _lse_linear(terms: tuple[Term, ...], params: tuple[str, ...]):
+    """A log-predictor from a log-sum-exp of parameter-linear terms."""
+
+    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
+        theta = np.asarray(theta)
+        out = []
+        for term in terms:
+            t = 0.0
+            for p, feat in term.items():
+                th = theta[..., params.index(p), None]
+                t = t + (th if np.isscalar(feat) else th * feat(cols))
+            out.append(t)
+        return out[0] if len(out) == 1 else logsumexp(out)
+
+    return log_predict
+
+
+def _exp_coef(*names: str, keep: tuple[str, ...] = ()):
+    """Natural-unit converter: exp() the log coefficients named, keep the others."""
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for i, name in enumerate(names):
+            out[name.upper() if name not in keep else name] = (
+                theta[..., i] if name in keep else np.exp(theta[..., i])
+            )
+        return out
+
+    return natural
+
+
+# Hoffmann et al. 2022 (Appendix D.2) / Besiroglu et al. 2024: 6 x 6 x 5 x 5 x 5 = 4,500 starts.
+CHINCHILLA_GRID = {
+    "a": tuple(np.arange(0, 30, 5.0)),
+    "b": tuple(np.arange(0, 30, 5.0)),
+    "e": tuple(np.arange(-1, 1.5, 0.5)),
+    "alpha": tuple(np.arange(0, 2.5, 0.5)),
+    "beta": tuple(np.arange(0, 2.5, 0.5)),
+}
+
+
+def _chinchilla() -> Law:
+    params = ("a", "b", "e", "alpha", "beta")
+    terms = ({"a": 1.0, "alpha": _neg_log("N")}, {"b": 1.0, "beta": _neg_log("D")}, {"e": 1.0})
+    return Law(
+        name="chinchilla",
+        formula="L = E + A / N^alpha + B / D^beta",
+        params=params,
+        variables=("N", "D"),
+        log_predict=_lse_linear(terms, params),
+        natural=_exp_coef("a", "b", "e", "alpha", "beta", keep=("alpha", "beta")),
+        grid=CHINCHILLA_GRID,
+        terms=terms,
+        natural_names=("E", "A", "B", "alpha", "beta"),
+    )
+
+
+def _kaplan_nd() -> Law:
+    params = ("log_Nc", "log_Dc", "alpha_N", "alpha_D")
+
+    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
+        lnc, ldc, a_n, a_d = (theta[..., i, None] for i in range(4))
+        log_n = np.log(np.asarray(cols["N"], dtype=float))
+        log_d = np.log(np.asarray(cols["D"], dtype=float))
+        return a_d * logsumexp([(a_n / a_d) * (lnc - log_n), ldc - log_d])
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "Nc": np.exp(theta[..., 0]),
+            "Dc": np.exp(theta[..., 1]),
+            "alpha_N": theta[..., 2],
+            "alpha_D": theta[..., 3],
+        }
+
+    # Kaplan et al. 2020 report Nc = 6.4e13, Dc = 1.8e13, alpha_N = 0.076, alpha_D = 0.103.
+    grid = {
+        "log_Nc": tuple(np.log(10.0 ** np.arange(8, 18, 3))),
+        "log_Dc": tuple(np.log(10.0 ** np.arange(8, 18, 3))),
+        "alpha_N": (0.05, 0.1, 0.3, 0.6),
+        "alpha_D": (0.05, 0.1, 0.3, 0.6),
+    }
+    return Law(
+        name="kaplan_nd",
+        formula="L = [(Nc/N)^(alpha_N/alpha_D) + Dc/D]^alpha_D",
+        params=params,
+        variables=("N", "D"),
+        log_predict=log_predict,
+        natural=natural,
+        grid=grid,
+        natural_names=("Nc", "Dc", "alpha_N", "alpha_D"),
+    )
+
+
+def _kaplan_ns() -> Law:
+    # (Nc/N)^aN = exp(c_N - aN log N) with c_N = aN log Nc: linear in (c_N, aN).
+    params = ("c_N", "alpha_N", "c_S", "alpha_S")
+    terms = ({"c_N": 1.0, "alpha_N": _neg_log("N")}, {"c_S": 1.0, "alpha_S": _neg_log("S")})
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "Nc": np.exp(theta[..., 0] / theta[..., 1]),
+            "Sc": np.exp(theta[..., 2] / theta[..., 3]),
+            "alpha_N": theta[..., 1],
+            "alpha_S": theta[..., 3],
+        }
+
+    grid = {
+        "c_N": (0.0, 2.0, 5.0),
+        "alpha_N": (0.05, 0.1, 0.3, 0.6),
+        "c_S": (0.0, 2.0, 5.0),
+        "alpha_S": (0.05, 0.1, 0.3, 0.6),
+    }
+    return Law(
+        name="kaplan_ns",
+        formula="L = (Nc/N)^alpha_N + (Sc/S)^alpha_S",
+        params=params,
+        variables=("N", "S"),
+        log_predict=_lse_linear(terms, params),
+        natural=natural,
+        grid=grid,
+        terms=terms,
+        natural_names=("Nc", "Sc", "alpha_N", "alpha_S"),
+    )
+
+
+def _saturating(x: str) -> Law:
+    params = ("e", "a", "alpha")
+    terms = ({"e": 1.0}, {"a": 1.0, "alpha": _neg_log(x)})
+    return Law(
+        name=f"saturating_{x}",
+        formula=f"L = E + A / {x}^alpha",
+        params=params,
+        variables=(x,),
+        log_predict=_lse_linear(terms, params),
+        natural=_exp_coef("e", "a", "alpha", keep=("alpha",)),
+        grid={
+            "e": tuple(np.arange(-1, 1.5, 0.5)),
+            "a": tuple(np.arange(0, 30, 5.0)),
+            "alpha": tuple(np.arange(0, 2.5, 0.5)),
+        },
+        terms=terms,
+        natural_names=("E", "A", "alpha"),
+    )
+
+
+def _power(x: str) -> Law:
+    params = ("a", "alpha")
+    terms = ({"a": 1.0, "alpha": _neg_log(x)},)
+    return Law(
+        name=f"power_{x}",
+        formula=f"L = A / {x}^alpha",
+        params=params,
+        variables=(x,),
+        log_predict=_lse_linear(terms, params),
+        natural=_exp_coef("a", "alpha", keep=("alpha",)),
+        grid={"a": tuple(np.arange(0, 10, 1.0)), "alpha": (0.01, 0.05, 0.1, 0.3, 1.0)},
+        terms=terms,
+        natural_names=("A", "alpha"),
+    )
+
+
+LAWS: dict[str, Law] = {
+    law.name: law
+    for law in (
+        _chinchilla(),
+        _kaplan_nd(),
+        _kaplan_ns(),
+        *(_saturating(x) for x in ("N", "D", "C")),
+        *(_power(x) for x in ("N", "D", "C")),
+    )
+}
+
+
+def get_law(name: str) -> Law:
+    """The registered law called ``name``."""
+    try:
+        return LAWS[name]
+    except KeyError:
+        raise ValueError(f"unknown law {name!r}; known laws: {sorted(LAWS)}") from None

@@ -1,0 +1,291 @@
+"""Compute-optimal allocation N_opt(C), D_opt(C): Chinchilla's approaches 1, 2 and 3.
+
+Approach 1: the lower envelope of all learning curves against compute; which model reaches the
+lowest loss at each FLOP value gives N_opt(C). Approach 2: per-budget IsoFLOP parabolas of loss
+against log N. Approach 3: the parametric fit L = E + A/N^alpha + B/D^beta, minimised under
+C = k N D. Each gives N_opt = N_coef C^a and D_opt = D_coef C^b; intervals come from
+resampling runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import FitError, FitResult, interval
+
+
+def power_law_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares (exponent, coefficient) of y = coef * c^exponent in log space."""
+    lc, ly = np.log10(np.asarray(c, float)), np.log10(np.asarray(y, float))
+    if lc.size < 2 or np.ptp(lc) == 0:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(lc, ly, 1)
+    return float(slope), float(10**icpt)
+
+
+def flops_factor(runs: pd.DataFrame) -> float:
+    """k in C = k N D for the chosen FLOP convention (median over runs; 6 for 6ND)."""
+    k = np.asarray(runs["C"] / (runs["N"] * runs["D"]), float)
+    k = k[np.isfinite(k) & (k > 0)]
+    return float(np.median(k)) if k.size else 6.0
+
+
+def chinchilla_optimum(theta: np.ndarray, k: float) -> dict[str, np.ndarray]:
+    """a, b, N_coef, D_coef of N_opt = N_coef C^a from Chinchilla parameters (a, b, e, alpha, beta)."""
+    theta = np.asarray(theta, float)
+    log_a, log_b, alpha, beta = theta[..., 0], theta[..., 1], theta[..., 3], theta[..., 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = alpha + beta
+        ea, eb = beta / s, alpha / s
+        # N_opt = G (C/k)^a with G = (alpha A / (beta B))^(1/(alpha+beta))
+        log_g = (np.log(alpha) + log_a - np.log(beta) - log_b) / s
+        n_coef = np.exp(log_g) * k ** (-ea)
+        d_coef = np.exp(-log_g) * k ** (-eb)
+    return {"a": ea, "b": eb, "N_coef": n_coef, "D_coef": d_coef}
+
+
+def _optimum_at(theta: np.ndarray, c: float, k: float) -> dict[str, np.ndarray]:
+    """N_opt, D_opt and the predicted loss there at compute ``c``, for each theta (..., 5)."""
+    theta = np.asarray(theta, float)
+    opt = chinchilla_optimum(theta, k)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        n_opt = opt["N_coef"] * c ** opt["a"]
+        d_opt = opt["D_coef"] * c ** opt["b"]
+        loss = (
+            np.exp(theta[..., 2])
+            + np.exp(theta[..., 0] - theta[..., 3] * np.log(n_opt))
+            + np.exp(theta[..., 1] - theta[..., 4] * np.log(d_opt))
+        )
+    return {"N_opt": n_opt, "D_opt": d_opt, "loss": loss}
+
+
+def approach3(
+    result: FitResult,
+    k: float,
+    boot: np.ndarray | None = None,
+    ci: float = 0.9,
+    targets: Sequence[float] = (),
+) -> tuple[dict, list[dict]]:
+    """Approach 3 entry of fit.json and the target-compute predictions, with intervals."""
+    if result.law.name != "chinchilla":
+        raise FitError(f"approach 3 needs the 'chinchilla' law, not {result.law.name!r}")
+    out: dict = {k_: v for k_, v in result.params.items()}
+    opt = chinchilla_optimum(result.theta, k)
+    out.update({key: float(v) for key, v in opt.items()})
+    if boot is not None:
+        nat = result.law.to_natural(boot)
+        for name, vals in nat.items():
+            out[f"{name}_ci"] = interval(vals, ci)
+        bopt = chinchilla_optimum(boot, k)
+        for name in ("a", "b", "N_coef", "D_coef"):
+            out[f"{name}_ci"] = interval(bopt[name], ci)
+    out.update(
+        {
+            "objective": result.objective,
+            "n_starts": result.n_starts,
+            "n_best": result.n_best,
+            "huber_delta": result.huber_delta,
+            "asymmetry": result.asymmetry,
+            "law": result.law.name,
+            "k": k,
+            "n_points": result.n_points,
+        }
+    )
+    rows = []
+    for c in targets:
+        point = _optimum_at(result.theta, float(c), k)
+        row = {"C": float(c)}
+        row.update({key: float(v) for key, v in point.items()})
+        row["tokens_per_param"] = row["D_opt"] / row["N_opt"]
+        if boot is not None:
+            bpoint = _optimum_at(boot, float(c), k)
+            for key, vals in bpoint.items():
+                row[f"{key}_ci"] = interval(vals, ci)
+            row["tokens_per_param_ci"] = interval(bpoint["D_opt"] / bpoint["N_opt"], ci)
+        rows.append(row)
+    return out, rows
+
+
+def _envelope_matrix(
+    curves: pd.DataFrame, n_grid: int
+) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """Loss of every run interpolated on a log-C grid (NaN outside its range), and its tokens."""
+    curves = curves.dropna(subset=["C", "loss"])
+    curves = curves[(curves["C"] > 0) & (curves["loss"] > 0)]
+    runs = list(dict.fromkeys(curves["run"]))
+    grid = np.logspace(np.log10(curves["C"].min()), np.log10(curves["C"].max()), n_grid)
+    lg = np.log10(grid)
+    loss = np.full((len(runs), n_grid), np.nan)
+    tokens = np.full((len(runs), n_grid), np.nan)
+    for i, (_, g) in enumerate(curves.groupby("run", sort=False)):
+        g = g.sort_values("C")
+        lc = np.log10(g["C"].to_numpy(float))
+        inside = (lg >= lc[0]) & (lg <= lc[-1])
+        loss[i, inside] = np.interp(lg[inside], lc, g["loss"].to_numpy(float))
+        if "tokens" in g and g["tokens"].notna().all():
+            tokens[i, inside] = 10 ** np.interp(
+                lg[inside], lc, np.log10(g["tokens"].to_numpy(float))
+            )
+    return grid, loss, runs, tokens
+
+
+def _approach1_once(grid, loss, tokens, n, k, subset) -> tuple[float, float, float, float, list]:
+    sub_loss = loss[subset]
+    covered = np.isfinite(sub_loss).sum(axis=0) >= 2
+    if covered.sum() < 2:
+        return (float("nan"),) * 4 + ([],)
+    win = np.nanargmin(np.where(np.isfinite(sub_loss), sub_loss, np.inf)[:, covered], axis=0)
+    rows = subset[win]
+    sizes = np.unique(n[subset])
+    interior = (n[rows] > sizes[0]) & (n[rows] < sizes[-1])
+    # winners at the smallest or largest size only bound the optimum; keep them only if the
+    # interior is too thin to fit a line
+    keep = interior if np.unique(n[rows][interior]).size >= 2 else np.ones_like(interior)
+    c = grid[covered][keep]
+    n_opt = n[rows][keep]
+    tok = tokens[rows, np.flatnonzero(covered)][keep]
+    d_opt = np.where(np.isfinite(tok), tok, c / (k * n_opt))
+    a, n_coef = power_law_fit(c, n_opt)
+    b, d_coef = power_law_fit(c, d_opt)
+    points = list(zip(c, n_opt, d_opt, sub_loss[win, np.flatnonzero(covered)][keep], rows[keep]))
+    return a, b, n_coef, d_coef, points
+
+
+def approach1(
+    curves: pd.DataFrame,
+    runs: pd.DataFrame,
+    k: float,
+    n_boot: int = 0,
+    seed: int = 0,
+    ci: float = 0.9,
+    n_grid: int = 200,
+) -> dict:
+    """Minimum loss over all curves at each FLOP value -> N_opt(C), D_opt(C) power laws."""
+    if curves is None or curves.empty or curves.groupby("run").size().max() < 2:
+        curves = runs[["run", "N", "C", "loss"]].assign(tokens=runs["D"])
+        # final points only: each run covers a small band around its own C
+        curves = pd.concat([curves.assign(C=curves["C"] * f) for f in (0.9, 1.1)])
+    grid, loss, run_ids, tokens = _envelope_matrix(curves, n_grid)
+    n_of = dict(zip(curves["run"], curves["N"]))
+    n = np.array([n_of[r] for r in run_ids], float)
+    if np.unique(n).size < 2:
+        return {"error": f"approach 1 needs at least 2 model sizes, got {np.unique(n).size}"}
+    a, b, n_coef, d_coef, pts = _approach1_once(grid, loss, tokens, n, k, np.arange(len(run_ids)))
+    if not np.isfinite(a):
+        return {"error": "approach 1: too few FLOP values where two or more runs overlap"}
+    out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        boots = []
+        for _ in range(n_boot):
+            subset = np.unique(rng.integers(0, len(run_ids), len(run_ids)))
+            boots.append(_approach1_once(grid, loss, tokens, n, k, subset)[:4])
+        boots = np.array(boots)
+        for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
+            out[f"{name}_ci"] = interval(boots[:, j], ci)
+    out["points"] = [
+        {
+            "C": float(c),
+            "N_opt": float(nn),
+            "D_opt": float(d),
+            "loss": float(lo),
+            "run": run_ids[int(r)],
+        }
+        for c, nn, d, lo, r in pts
+    ]
+    return out
+
+
+def budgets_of(runs: pd.DataFrame, tol_dex: float = 0.05) -> np.ndarray:
+    """Budget index of each run: runs whose log10 C lie within ``tol_dex`` of a neighbour."""
+    lc = np.log10(runs["C"].to_numpy(float))
+    order = np.argsort(lc)
+    labels = np.empty(lc.size, dtype=int)
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(lc[order]) > tol_dex)])
+    return labels
+
+
+def _isoflop(x: np.ndarray, loss: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """Parabola loss(x), its minimum x, and whether the minimum is at/over the sampled edge."""
+    coeffs = np.polyfit(x, loss, 2, w=np.sqrt(w))
+    c2, c1, _ = coeffs
+    if c2 <= 0:
+        return coeffs, float("nan"), True
+    x_opt = -c1 / (2 * c2)
+    edge = bool(
+        x_opt <= x.min() or x_opt >= x.max() or np.argmin(loss) in (np.argmin(x), np.argmax(x))
+    )
+    return coeffs, float(x_opt), edge
+
+
+def _approach2_once(
+    runs, labels, k, counts
+) -> tuple[list[dict], tuple[float, float, float, float]]:
+    budgets = []
+    for lab in np.unique(labels):
+        sel = (labels == lab) & (counts > 0)
+        x = np.log10(runs["N"].to_numpy(float)[sel])
+        if np.unique(x).size < 3:
+            continue
+        y = runs["loss"].to_numpy(float)[sel]
+        coeffs, x_opt, edge = _isoflop(x, y, counts[sel])
+        c = float(np.exp(np.mean(np.log(runs["C"].to_numpy(float)[labels == lab]))))
+        n_opt = 10**x_opt if np.isfinite(x_opt) else float("nan")
+        budgets.append(
+            {
+                "C": c,
+                "N_opt": n_opt,
+                "D_opt": c / (k * n_opt),
+                "loss_opt": float(np.polyval(coeffs, x_opt))
+                if np.isfinite(x_opt)
+                else float("nan"),
+                "coeffs": [float(v) for v in coeffs],
+                "N_range": [float(10 ** x.min()), float(10 ** x.max())],
+                "n_points": int(sel.sum()),
+                "edge": edge,
+            }
+        )
+    good = [b for b in budgets if not b["edge"]]
+    use = good if len(good) >= 2 else [b for b in budgets if np.isfinite(b["N_opt"])]
+    if len(use) < 2:
+        return budgets, (float("nan"),) * 4
+    c = np.array([b["C"] for b in use])
+    a, n_coef = power_law_fit(c, [b["N_opt"] for b in use])
+    b_, d_coef = power_law_fit(c, [b["D_opt"] for b in use])
+    return budgets, (a, b_, n_coef, d_coef)
+
+
+def approach2(
+    runs: pd.DataFrame,
+    k: float,
+    n_boot: int = 0,
+    seed: int = 0,
+    ci: float = 0.9,
+    tol_dex: float = 0.05,
+) -> dict:
+    """Per-budget IsoFLOP parabolas of loss against log10 N -> N_opt(C), D_opt(C) power laws."""
+    labels = budgets_of(runs, tol_dex)
+    budgets, (a, b, n_coef, d_coef) = _approach2_once(runs, labels, k, np.ones(len(runs)))
+    if not np.isfinite(a):
+        n_iso = sum(1 for bb in budgets if np.isfinite(bb["N_opt"]))
+        return {
+            "error": f"approach 2 needs >= 2 IsoFLOP budgets with >= 3 model sizes and an interior "
+            f"minimum; found {n_iso} usable of {len(budgets)}",
+            "budgets": budgets,
+        }
+    out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        boots = []
+        for _ in range(n_boot):
+            counts = np.bincount(rng.integers(0, len(runs), len(runs)), minlength=len(runs))
+            boots.append(_approach2_once(runs, labels, k, counts.astype(float))[1])
+        boots = np.array(boots)
+        for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
+            out[f"{name}_ci"] = interval(boots[:, j], ci)
+    out["budgets"] = budgets
+    out["n_edge"] = int(sum(bb["edge"] for bb in budgets))
+    return out

@@ -1,0 +1,98 @@
+"""The fit against published scaling-law data (/work/shared/reference_data, see its README).
+
+Sources:
+- Besiroglu, Erdil, Barnett, You (2024), "Chinchilla Scaling: A replication attempt",
+  arXiv:2404.10102; data: github.com/epoch-research/analyzing-chinchilla
+  (data/svg_extracted_data.csv, points digitised from Hoffmann et al. 2022, Figure 4).
+  Their replication of approach 3: E=1.82, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658.
+- Bhagia et al. (2024), "Establishing Task Scaling Laws via Compute-Efficient Model Ladders",
+  arXiv:2412.04403; data: github.com/allenai/OLMo-ladder (final C4 validation losses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_analysis import REFERENCE
+
+from analysis.cli import run_fit
+from analysis.fit import fit
+
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no reference data at {REFERENCE}")
+
+# Besiroglu et al. 2024, section 3 / Table 1 (their fit of the Chinchilla form).
+PUBLISHED = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+# Tolerances: alpha, beta and E are pinned down by the data; A and B (and beta) slide along a
+# flat valley of the objective, and the published numbers are rounded (E to 2 decimals).
+REL_TOL = {"E": 0.005, "A": 0.03, "B": 0.05, "alpha": 0.005, "beta": 0.01}
+# The best objective reached by scipy L-BFGS-B with numerical gradients from grid starts on the
+# same 240 points (benchmarks/bench_fit.py); a wrong optimiser ends above it.
+BEST_OBJECTIVE = 0.0010182740
+
+
+def chinchilla_points() -> pd.DataFrame:
+    """The 240 points of Besiroglu et al.: the digitised data less the 5 highest losses."""
+    df = pd.read_csv(REFERENCE / "chinchilla_epoch_svg_extracted.csv")
+    df = df.rename(columns={"Model Size": "N", "Training FLOP": "C"})
+    df["D"] = df["C"] / (6 * df["N"])
+    fifth_highest = np.sort(df["loss"].to_numpy())[-5]
+    return df[df["loss"] < fifth_highest].reset_index(drop=True)
+
+
+def test_chinchilla_replication_full_grid():
+    data = chinchilla_points()
+    assert len(data) == 240
+    result = fit("chinchilla", data, delta=1e-3)  # the full 4,500-start grid
+    assert result.n_starts == 4500
+    for name, value in PUBLISHED.items():
+        assert result.params[name] == pytest.approx(value, rel=REL_TOL[name]), name
+    assert result.objective <= BEST_OBJECTIVE * (1 + 1e-6)
+    assert result.n_best >= 100  # many starts agree: the optimum is not a lucky start
+    a = result.params["beta"] / (result.params["alpha"] + result.params["beta"])
+    assert a == pytest.approx(0.3658 / (0.3478 + 0.3658), abs=0.005)
+
+
+def test_chinchilla_replication_through_cli(tmp_path):
+    out = run_fit(
+        REFERENCE / "chinchilla_epoch_svg_extracted.csv",
+        tmp_path,
+        columns="N=Model Size,C=Training FLOP,loss=loss",
+        drop_highest=5,
+        grid=300,
+        n_bootstrap=50,
+        approaches=(3,),
+        quiet=True,
+    )
+    assert out["n_fitted"] == 240 and len(out["excluded"]) == 5
+    assert out["approach3"]["alpha"] == pytest.approx(PUBLISHED["alpha"], rel=0.01)
+    assert out["approach3"]["E_ci"][0] <= out["approach3"]["E"] <= out["approach3"]["E_ci"][1]
+
+
+def olmo_runs() -> pd.DataFrame:
+    df = pd.read_csv(REFERENCE / "olmo_ladder" / "ladder_final_c4_summary.csv")
+    return df.rename(columns={"tokens": "D", "c4_loss_final": "loss"})
+
+
+def test_olmo_ladder_predicts_largest_size():
+    runs = olmo_runs()
+    train, held = runs[runs["size"] != "3B"], runs[runs["size"] == "3B"]
+    assert len(held) == 6 and set(train["size"]) == {"190M", "370M", "760M", "1B"}
+    result = fit("chinchilla", train)
+    rel = (result.predict(held) - held["loss"].to_numpy()) / held["loss"].to_numpy()
+    # measured: mean |rel. error| 0.94%, worst 2.5% (3B-0.5xC); every prediction is low
+    assert np.mean(np.abs(rel)) < 0.012
+    assert np.max(np.abs(rel)) < 0.03
+    assert result.objective <= 7.6995e-05
+
+
+def test_olmo_holdout_through_cli(tmp_path):
+    csv = tmp_path / "olmo.csv"
+    olmo_runs().to_csv(csv, index=False)
+    out = run_fit(
+        csv, tmp_path / "out", holdout="size == '3B'", grid=500, n_bootstrap=0, quiet=True
+    )
+    assert sorted(out["heldout_runs"]) == sorted(
+        r for r in olmo_runs()["run"] if r.startswith("3B")
+    )
+    assert out["holdout"]["mean_abs_rel_error"] < 0.012
