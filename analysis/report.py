@@ -115,10 +115,11 @@ def markdown_report(result: dict) -> str:
         "",
     ]
     a3 = result.get("approach3", {})
-    out += ["## Approach 3: parametric fit", ""]
+    if a3:
+        out += ["## Approach 3: parametric fit", ""]
     if "error" in a3:
         out += [f"Not computed: {a3['error']}", ""]
-    else:
+    elif a3:
         out += [
             f"L = {fmt(a3['E'])} + {fmt(a3['A'])} / N^{fmt(a3['alpha'])} + "
             f"{fmt(a3['B'])} / D^{fmt(a3['beta'])}",

@@ -1,0 +1,136 @@
+"""scaling-fit end to end on a synthetic run store: files, fit.json keys, errors, --wandb."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+from fixtures_analysis import TRUE_A, synthetic, write_run_store
+
+from analysis.cli import main, run_fit
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    runs, curves = synthetic(curve_points=8)
+    statuses = {runs["run"][3]: "diverged"}
+    return write_run_store(tmp_path_factory.mktemp("store"), runs, curves, statuses)
+
+
+@pytest.fixture(scope="module")
+def cli_out(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit")
+    code = main(
+        [str(store), "--out", str(out), "--bootstrap", "60", "--grid", "200", "--convention", "6n",
+         "--holdout", "largest-C:0.15", "--target", "1e21,1e22"]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_writes_every_output(cli_out):
+    for name in ("fit.json", "report.md", "table.tex", "runs.csv", "curves.csv"):
+        assert (cli_out / name).stat().st_size > 0, name
+    tex = (cli_out / "table.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\alpha" in tex
+    report = (cli_out / "report.md").read_text()
+    assert "FLOP convention: **6n**" in report and "status diverged" in report
+
+
+def test_fit_json_follows_the_contract(cli_out):
+    res = json.loads((cli_out / "fit.json").read_text())
+    for key in (
+        "source",
+        "convention",
+        "n_runs",
+        "n_fitted",
+        "excluded",
+        "heldout_runs",
+        "bootstrap",
+    ):
+        assert key in res
+    assert res["convention"] == "6n"
+    assert res["excluded"][0]["status"] == "diverged"
+    for i in (1, 2, 3):
+        ap = res[f"approach{i}"]
+        for key in ("a", "b", "a_ci", "b_ci", "N_coef", "D_coef"):
+            assert key in ap, (i, key)
+        assert ap["a"] == pytest.approx(TRUE_A, abs=0.06)
+    a3 = res["approach3"]
+    for key in (
+        "E",
+        "A",
+        "B",
+        "alpha",
+        "beta",
+        "E_ci",
+        "alpha_ci",
+        "objective",
+        "n_starts",
+        "n_best",
+    ):
+        assert key in a3
+    assert a3["n_starts"] == 200 and a3["huber_delta"] == 1e-3 and a3["law"] == "chinchilla"
+    assert {"C", "N_opt", "D_opt", "loss", "run"} <= set(res["approach1"]["points"][0])
+    budget = res["approach2"]["budgets"][0]
+    assert {"C", "N_opt", "D_opt", "loss_opt", "coeffs", "N_range", "n_points", "edge"} <= set(
+        budget
+    )
+    assert [t["C"] for t in res["targets"]] == [1e21, 1e22]
+    for key in ("N_opt_ci", "D_opt_ci", "loss_ci", "tokens_per_param"):
+        assert key in res["targets"][0]
+    ho = res["holdout"]
+    assert ho["rule"] == "largest C 15%" and len(ho["runs"]) == len(res["heldout_runs"]) > 0
+    assert ho["mean_abs_rel_error"] < 0.02
+
+
+def test_prints_summary(store, tmp_path, capsys):
+    run_fit(store, tmp_path, n_bootstrap=20, grid=100, approaches=(3,))
+    text = capsys.readouterr().out
+    assert "L = " in text and "approach 3: a = " in text and str(tmp_path / "fit.json") in text
+
+
+def test_wandb_flag_calls_log_analysis(store, tmp_path, monkeypatch):
+    calls = []
+    fake = types.ModuleType("analysis.wandb_log")
+    fake.log_analysis = lambda out_dir, project, group, mode: calls.append(
+        (out_dir, project, group, mode)
+    )
+    monkeypatch.setitem(sys.modules, "analysis.wandb_log", fake)
+    argv = [
+        str(store),
+        "--out",
+        str(tmp_path),
+        "--bootstrap",
+        "0",
+        "--grid",
+        "50",
+        "--approaches",
+        "2",
+    ]
+    assert main([*argv, "--wandb", "--wandb-project", "proj", "--group", "g"]) == 0
+    assert calls == [(tmp_path, "proj", "g", "offline")]
+
+
+def test_errors_exit_2_with_message(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no runs in run store" in capsys.readouterr().err
+    csv = tmp_path / "x.csv"
+    csv.write_text("size,loss\n1,2\n")
+    assert main([str(csv), "--out", str(tmp_path / "o")]) == 2
+    assert "columns present: ['size', 'loss']" in capsys.readouterr().err
+
+
+def test_one_model_size_is_an_error(tmp_path, capsys):
+    csv = tmp_path / "one.csv"
+    csv.write_text(
+        "N,D,loss\n"
+        + "".join(
+            f"1e8,{d},{3 - i * 0.1}\n" for i, d in enumerate([1e9, 2e9, 4e9, 8e9, 16e9, 32e9])
+        )
+    )
+    assert main([str(csv), "--out", str(tmp_path / "o"), "--bootstrap", "0"]) == 2
+    assert "at least 2 model sizes" in capsys.readouterr().err

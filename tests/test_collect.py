@@ -1,0 +1,182 @@
+"""Collecting runs: run store, W&B offline files, the W&B API, plain CSVs; clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_analysis import synthetic, write_run_store
+
+from analysis.collect import CURVE_COLUMNS, RUN_COLUMNS, CollectError, collect, from_wandb
+from analysis.wandb_offline import read_offline_run
+
+
+@pytest.fixture(scope="module")
+def small():
+    runs, curves = synthetic(budgets=(1e17, 1e18), sizes_per_budget=4, curve_points=5)
+    return runs, curves
+
+
+@pytest.fixture
+def store(tmp_path, small):
+    runs, curves = small
+    statuses = {runs["run"][0]: "diverged", runs["run"][1]: "failed", runs["run"][2]: "unfinished"}
+    return write_run_store(tmp_path / "runs", runs, curves, statuses)
+
+
+def test_run_store_tidy_tables(store, small):
+    runs, _ = small
+    col = collect(store, convention="kaplan")
+    assert list(col.runs.columns) == RUN_COLUMNS
+    assert list(col.curves.columns) == CURVE_COLUMNS
+    assert len(col.runs) == len(runs)
+    assert len(col.curves) == len(runs) * 5
+    row = col.runs.set_index("run").loc[runs["run"][5]]
+    assert row["C"] == pytest.approx(runs["C"][5] * 0.95)  # the kaplan column was chosen
+    assert row["C_chinchilla"] == pytest.approx(runs["C"][5] * 1.05)
+    assert row["tokens_per_param"] == pytest.approx(runs["D"][5] / runs["N"][5])
+    assert row["budget"].startswith("C")
+    reasons = {e["run"]: e["reason"] for e in col.excluded}
+    assert reasons == {
+        runs["run"][0]: "status diverged",
+        runs["run"][1]: "status failed",
+        runs["run"][2]: "status unfinished",
+    }
+    assert len(col.usable) == len(runs) - 3
+
+
+def test_empty_run_store(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CollectError, match="no runs in run store"):
+        collect(tmp_path / "empty")
+    with pytest.raises(CollectError, match="does not exist"):
+        collect(tmp_path / "missing")
+
+
+def test_csv_with_column_mapping(tmp_path):
+    csv = tmp_path / "theirs.csv"
+    pd.DataFrame(
+        {"Model Size": [1e8, 2e8], "Training FLOP": [6e17, 1.2e18], "loss": [3.0, 2.9]}
+    ).to_csv(csv, index=False)
+    col = collect(csv, columns="N=Model Size,C=Training FLOP,loss=loss")
+    assert col.runs["D"].tolist() == pytest.approx([1e9, 1e9])
+    assert col.runs["C"].tolist() == [6e17, 1.2e18]
+    assert "Training FLOP" in col.convention
+    assert col.excluded == []
+
+
+def test_csv_missing_columns_are_named(tmp_path):
+    csv = tmp_path / "theirs.csv"
+    pd.DataFrame({"params": [1e8], "loss": [3.0]}).to_csv(csv, index=False)
+    with pytest.raises(
+        CollectError, match=r"columns \['Model Size'\] not found.*present: \['params', 'loss'\]"
+    ):
+        collect(csv, columns="N=Model Size,loss=loss")
+    with pytest.raises(CollectError, match=r"no column given for \['N', 'D or C'\]"):
+        collect(csv)
+    with pytest.raises(CollectError, match="TARGET=SOURCE"):
+        collect(csv, columns="N")
+
+
+def test_csv_bad_losses_are_excluded(tmp_path):
+    csv = tmp_path / "theirs.csv"
+    pd.DataFrame({"N": [1e8, 2e8, 3e8], "D": [1e9] * 3, "loss": [3.0, np.nan, -1]}).to_csv(
+        csv, index=False
+    )
+    col = collect(csv)
+    assert [e["run"] for e in col.excluded] == ["row1", "row2"]
+
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    import sys, wandb
+    root, name, status = sys.argv[1], sys.argv[2], sys.argv[3]
+    run = wandb.init(mode="offline", dir=root, project="p", group="demo", name=name,
+                     config={"lr": 0.001, "model": {"size": name}})
+    for step in range(1, 401):
+        row = {"train/loss": 5.0 / step ** 0.1, "tokens": step * 4096,
+               "flops_chinchilla": step * 4096 * 6e6, "step": step}
+        if step % 100 == 0:
+            row["val/loss"] = 5.0 / step ** 0.1 + 0.01
+        wandb.log(row)
+    wandb.summary.update({"status": status, "N": 1e6, "D": 400 * 4096.0,
+                          "C": {"kaplan": 9e15, "6n": 9.5e15, "chinchilla": 1e16},
+                          "final_val_loss": 2.9, "run": name})
+    wandb.finish()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def offline_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wandb_offline")
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    for name, status in (("1M-1xC", "completed"), ("2M-1xC", "diverged")):
+        subprocess.run(
+            [sys.executable, "-c", OFFLINE_SCRIPT, str(root), name, status], check=True, env=env
+        )
+    return root
+
+
+def test_read_offline_run(offline_root):
+    run_dir = sorted((offline_root / "wandb").glob("offline-run-*"))[0]
+    out = read_offline_run(run_dir)
+    hist = out["history"]
+    assert len(hist) == 400
+    assert hist["step"].tolist() == list(range(1, 401))
+    assert hist["val/loss"].notna().sum() == 4
+    assert out["summary"]["C"]["chinchilla"] == 1e16
+    assert out["config"] == {"lr": 0.001, "model": {"size": out["name"]}}
+    assert out["group"] == "demo" and out["exit_code"] == 0
+    same = read_offline_run(next(run_dir.glob("*.wandb")))
+    assert same["summary"] == out["summary"]
+
+
+def test_collect_offline_folder(offline_root):
+    col = collect(offline_root)
+    assert sorted(col.runs["run"]) == ["1M-1xC", "2M-1xC"]
+    assert [e["run"] for e in col.excluded] == ["2M-1xC"]
+    assert len(col.curves) == 8
+    assert col.runs.set_index("run").loc["1M-1xC", "C"] == 1e16
+    with pytest.raises(CollectError, match="in group 'other'"):
+        collect(offline_root, group="other")
+
+
+class _FakeRun:
+    def __init__(self, name, state, summary, history):
+        self.name, self.state, self.group = name, state, "demo"
+        self.summary, self.config, self._history = summary, {"lr": 1e-3, "_wandb": {}}, history
+
+    def history(self, samples, pandas):
+        return self._history
+
+
+class _FakeApi:
+    def __init__(self, runs):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return self._runs
+
+
+def test_wandb_api_source():
+    hist = pd.DataFrame(
+        {"_step": [0, 1], "val/loss": [3.0, 2.5], "tokens": [10, 20], "flops_chinchilla": [1, 2]}
+    )
+    summary = {"N": 1e6, "D": 2e7, "C": {"chinchilla": 1.2e14}, "final_val_loss": 2.5}
+    api = _FakeApi(
+        [_FakeRun("a", "finished", summary, hist), _FakeRun("b", "crashed", summary, hist)]
+    )
+    col = from_wandb("ent/proj", group="demo", api=api)
+    assert api.calls == [("ent/proj", {"group": "demo"})]
+    assert col.runs["status"].tolist() == ["completed", "failed"]
+    assert col.runs["C"].tolist() == [1.2e14, 1.2e14]
+    assert col.curves["loss"].tolist() == [3.0, 2.5, 3.0, 2.5]
+    with pytest.raises(CollectError, match="no runs in W&B project 'ent/proj'"):
+        from_wandb("ent/proj", api=_FakeApi([]))
