@@ -4,7 +4,8 @@ The objective is the (optionally weighted, optionally asymmetric) Huber loss of 
 ``log L_pred - log L_obs``, summed over points, as in Hoffmann et al. 2022 and Besiroglu et al.
 2024. All starts of the grid are optimised at once by a batched L-BFGS written in numpy with the
 exact gradient (4,500 starts x 5 parameters are one array), the few best distinct optima are
-polished with scipy's L-BFGS-B, and the count of starts that reached the best optimum is kept.
+polished by the same optimiser with tight tolerances, and the count of starts that reached the
+best optimum is kept.
 The bootstrap runs the same batched optimiser over all resamples at once, each resample warm-
 started from the full-data optimum and the best other distinct optima.
 """
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from analysis.laws import Law, get_law
+
+BLOCK_ELEMENTS = 16_384
 
 
 class FitError(ValueError):
@@ -41,6 +43,7 @@ class FitResult:
     asymmetry: float = 1.0
     best_rtol: float = 1e-4
     candidates: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # distinct optima
+    best_start: np.ndarray | None = None  # the start whose run ended at the best optimum
 
     @property
     def params(self) -> dict[str, float]:
@@ -119,6 +122,20 @@ class Objective:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objective (S,) and gradient (S, P) at parameters ``theta`` (S, P)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        # Blocks of ~16k elements: temporaries stay in cache and under malloc's mmap threshold
+        # (whole-batch temporaries of several MB cost more in page faults than in arithmetic).
+        block = max(1, BLOCK_ELEMENTS // max(self.logy.size, 1))
+        if theta.shape[0] <= block:
+            return self._value_grad(theta, rows)
+        f, g = np.empty(theta.shape[0]), np.empty_like(theta)
+        for i in range(0, theta.shape[0], block):
+            sl = slice(i, i + block)
+            f[sl], g[sl] = self._value_grad(theta[sl], None if rows is None else rows[sl])
+        return f, g
+
+    def _value_grad(
+        self, theta: np.ndarray, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         w = self._weights(rows)
         g = np.zeros_like(theta)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -316,26 +333,6 @@ def _distinct(thetas: np.ndarray, fs: np.ndarray, k: int, decimals: int = 3) -> 
     return np.array(keep, dtype=int)
 
 
-def _polish(objective: Objective, theta: np.ndarray) -> tuple[np.ndarray, float]:
-    """Refine one optimum with scipy's L-BFGS-B and the exact gradient."""
-
-    f0 = float(objective.value_grad(theta[None, :])[0][0])
-    scale = 1.0 / f0 if f0 > 0 else 1.0  # make scipy's ftol relative to the objective
-
-    def fun(x):
-        f, g = objective.value_grad(x[None, :])
-        return float(f[0]) * scale, g[0] * scale
-
-    res = minimize(
-        fun,
-        theta,
-        jac=True,
-        method="L-BFGS-B",
-        options={"ftol": 1e-13, "gtol": 1e-12, "maxiter": 3000},
-    )
-    return (res.x, float(res.fun) / scale) if res.fun / scale <= f0 else (theta, f0)
-
-
 def fit(
     law: Law | str,
     data: Mapping[str, np.ndarray] | pd.DataFrame,
@@ -374,13 +371,14 @@ def fit(
     if not np.isfinite(fs).any():
         raise FitError(f"no start of {len(x0)} reached a finite objective for law {law.name!r}")
     cand = _distinct(xs, fs, max(polish, 1))
-    polished = [_polish(obj, xs[i]) for i in cand]
-    best = int(np.argmin([pf for _, pf in polished]))
-    theta, fbest = polished[best]
+    # polish: the same optimiser, continued from the best distinct optima with tight tolerances
+    px, pf, _ = batched_lbfgs(obj, xs[cand], ftol=1e-14, gtol=1e-14, maxiter=3000)
+    improved = pf < fs[cand]
+    px, pf = np.where(improved[:, None], px, xs[cand]), np.where(improved, pf, fs[cand])
+    best = int(np.argmin(pf))
+    theta, fbest = px[best], float(pf[best])
     n_best = int(np.sum(fs <= fbest + best_rtol * abs(fbest) + 1e-15))
-    others = np.array([t for i, (t, _) in enumerate(polished) if i != best]).reshape(
-        -1, len(law.params)
-    )
+    others = np.delete(px, best, axis=0)
     return FitResult(
         law=law,
         theta=np.asarray(theta, float),
@@ -392,6 +390,7 @@ def fit(
         asymmetry=float(asymmetry),
         best_rtol=best_rtol,
         candidates=np.vstack([theta[None, :], others]),
+        best_start=x0[cand[best]],
     )
 
 
