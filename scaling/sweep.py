@@ -234,7 +234,7 @@ class Planner:
             return None
         return plan
 
-    def keep(self, plan: Any) -> bool:
+    def keep(self, plan: Any, suffix: str = "") -> bool:
         """Apply the min_steps and tokens-per-parameter filters; record a drop."""
         b, n = plan.budget, plan.counts.non_embedding
         reason = None
@@ -246,7 +246,7 @@ class Planner:
             if (lo is not None and tpp < lo) or (hi is not None and tpp > hi):
                 reason = f"D/N={tpp:.3g} outside sweep.tokens_per_param=[{lo}, {hi}]"
         if reason:
-            self.dropped.append((plan.run_name, reason))
+            self.dropped.append((plan.run_name + suffix, reason))
         return reason is None
 
 
@@ -254,7 +254,7 @@ def _planned(cand: Candidate, plan: Any) -> tuple[PlannedRun, dict[str, Any] | N
     b, conf = plan.budget, plan.conf
     prev = plan.store.read_summary()
     status = "new" if prev is None else str(prev.get("status"))
-    n_eval_rows = len(_eval_steps(b.steps, conf.train.n_evals))
+    n_eval_rows = min(conf.train.n_evals, b.steps) + 1  # ~ module.eval_steps, for estimates
     return PlannedRun(
         name=plan.run_name,
         overrides=_overrides(cand.overrides),
@@ -276,13 +276,6 @@ def _planned(cand: Candidate, plan: Any) -> tuple[PlannedRun, dict[str, Any] | N
         status=status,
         config_hash=plan.config_hash,
     ), prev
-
-
-def _eval_steps(total: int, n: int) -> list[int]:
-    import numpy as np
-
-    pts = np.unique(np.round(np.geomspace(1, total, n)).astype(int))
-    return sorted(set(pts.tolist()) | {total})
 
 
 def plan_sweep(
@@ -312,23 +305,17 @@ def plan_sweep(
     plans: list[tuple[Candidate, Any]] = []
     for c in cands:
         p = planner.plan(c)
-        if p is not None and planner.keep(p):
+        if p is not None and planner.keep(p, c.suffix):
             plans.append((c, p))
     _check_groups(spec, cands, plans, planner)
     if spec.kind == "wsd":
         plans = _wsd(plans, planner)
-    elif spec.kind == "lr":
-        plans = [
-            (
-                c,
-                planner.plan(
-                    dataclasses.replace(
-                        c, overrides={**c.overrides, "run_name": p.run_name + c.suffix}
-                    )
-                ),
-            )
+    elif spec.kind == "lr":  # "{size}-{budget}-lr{lr}": one folder per grid point
+        named = [
+            dataclasses.replace(c, overrides={**c.overrides, "run_name": p.run_name + c.suffix})
             for c, p in plans
         ]
+        plans = [(c, p) for c in named if (p := planner.plan(c)) is not None]
     if planner.errors:
         raise ConfigError(
             f"{len(planner.errors)} run(s) of sweep {spec.name!r} cannot be planned "

@@ -480,6 +480,7 @@ def _fit(
     ):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*IterableDataset.*")
+        warnings.filterwarnings("ignore", ".*dirpath has changed.*")  # a wsd branch's init_from
         warnings.filterwarnings("ignore", ".*treespec.*")  # torch 2.13 vs lightning 2.6 internals
         trainer = L.Trainer(
             accelerator=tc.accelerator,

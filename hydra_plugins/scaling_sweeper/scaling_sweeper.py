@@ -46,7 +46,7 @@ class ScalingSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from scaling.config import ConfigError
         from scaling.data import DataError
-        from scaling.sweep import run_sweep
+        from scaling.sweep import outcome, run_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.launcher
         loader, master, launcher = self.hydra_context.config_loader, self.config, self.launcher
@@ -55,7 +55,7 @@ class ScalingSweeper(Sweeper):
             return loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
 
         try:
-            return run_sweep(
+            sp = run_sweep(
                 OmegaConf.select(master, "sweep"),
                 master,
                 arguments,
@@ -66,3 +66,6 @@ class ScalingSweeper(Sweeper):
             )
         except (ConfigError, DataError) as e:
             raise SystemExit(f"scaling-train: error: {e}") from None
+        if not sp.spec.plan and outcome(sp)[1]["failed"]:
+            raise SystemExit(1)  # after every other run finished and the table was printed
+        return sp

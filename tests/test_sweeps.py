@@ -1,0 +1,379 @@
+"""Sweeps: planning arithmetic in-process; real Hydra multiruns (`-m +sweep=...`) as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY, compose_train
+from omegaconf import OmegaConf
+
+from scaling.config import ConfigError
+from scaling.family import SIZES
+from scaling.sweep import best_lr, parse_spec, plan_sweep, write_tuned
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
+
+
+def plan_of(
+    data_cache: Path, runs: Path, sweep: str, *overrides: str, launcher: dict | None = None
+):
+    """The plan of `+sweep=<sweep>` with the tiny settings, composed as the sweeper does."""
+    base_ov = (
+        f"+sweep={sweep}",
+        *SWEEP_TINY,
+        f"runs_dir={runs}",
+        f"data.cache_dir={data_cache}",
+        *overrides,
+    )
+    base = compose_train(*base_ov)
+    return plan_sweep(
+        parse_spec(base.sweep),
+        lambda ov: compose_train(*base_ov, *ov),
+        list(SIZES),
+        OmegaConf.create(launcher or {}),
+        base,
+    )
+
+
+def cli(tmp_path: Path, data_cache: Path, *overrides: str, timeout: int = 600, **kw):
+    """`python -m scaling.train -m ...` with the tiny settings; returns the CompletedProcess."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling.train",
+        "-m",
+        *SWEEP_TINY,
+        f"runs_dir={tmp_path / 'runs'}",
+        f"data.cache_dir={data_cache}",
+        *overrides,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, **kw)
+
+
+def summaries(folder: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in folder.glob("*/summary.json")}
+
+
+def planned_names(stdout: str) -> list[str]:
+    """Run names from the plan table (the rows between its header and the totals)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("run ")) + 1
+    names = []
+    for line in lines[start:]:
+        if line.startswith(("dropped", "total:")):
+            break
+        names.append(line.split()[0])
+    return names
+
+
+# --- planning, in-process (no training) ---------------------------------------------------
+
+
+def test_isoflop_runs_spend_their_budget(data_cache, tmp_path) -> None:
+    budgets = [3e9, 1e10, 3e10]
+    sp = plan_of(
+        data_cache,
+        tmp_path,
+        "isoflop",
+        f"sweep.budgets=[{','.join(map(str, budgets))}]",
+        "sweep.sizes=[10k,20k,50k]",
+        "sweep.min_steps=50",
+        "sweep.tokens_per_param=[1,null]",
+    )
+    assert sp.runs and all(r.status == "new" for r in sp.runs)
+    for r in sp.runs:
+        c = float(r.group.removeprefix("C="))
+        assert abs(r.C - c) / c < 0.01, (r.name, r.C, c)
+        assert r.steps * r.tokens_per_step == r.D and pytest.approx(r.D * r.fpt) == r.C
+    names = {r.name for r in sp.runs}
+    assert {"10k-C3e9", "20k-C1e10", "50k-C3e10"} <= names
+    # every grid point is either planned or dropped with its reason; nothing silently skipped
+    dropped = dict(sp.dropped)
+    assert len(names) + len(dropped) == len(budgets) * 3
+    assert "steps < sweep.min_steps=50" in dropped["50k-C3e9"]
+    assert "D/N=0.339 outside" in dropped["50k-C1e10"]  # below the [1, inf) window
+
+
+def test_bad_grids_fail_before_launch(data_cache, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="smaller than one batch of every size"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.budgets=[1e3]", "sweep.sizes=[10k,20k]")
+    with pytest.raises(ConfigError, match="sweep.sizes is empty"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.sizes=[]")
+    with pytest.raises(ConfigError, match=r"unknown size\(s\) \['1T'\]; valid: 10k, 20k"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.sizes=[10k,1T]")
+    with pytest.raises(ConfigError, match="sweep.kind='chinchilla' is unknown"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.kind=chinchilla")
+    with pytest.raises(ConfigError, match="budgetz"):
+        plan_of(data_cache, tmp_path, "isoflop", "+sweep.budgetz=[1e12]")
+    with pytest.raises(ConfigError, match="no runs left after the filters"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.budgets=[1e10]", "sweep.min_steps=100000")
+
+
+def test_wsd_branches_start_at_their_cooldown(data_cache, tmp_path) -> None:
+    sp = plan_of(
+        data_cache,
+        tmp_path,
+        "wsd",
+        "sweep.sizes=[10k,20k]",
+        "sweep.tokens=[1xC,2xC,4xC]",
+        "sweep.min_steps=10",
+    )
+    for size in ("10k", "20k"):
+        runs = {r.name: r for r in sp.runs if r.size == size}
+        stable = runs[f"{size}-4xC"]
+        assert stable.stage == 0
+        ckpts = next(o for o in stable.overrides if o.startswith("train.checkpoint_steps="))
+        for label in ("1xC", "2xC"):
+            b = runs[f"{size}-{label}"]
+            start = b.steps - round(0.2 * b.steps)
+            assert b.stage == 1 and str(start) in ckpts
+            assert f"train.init_from='{stable.root}/checkpoints/step{start}.ckpt'" in b.overrides
+            assert f"schedule.wsd_total_steps={stable.steps}" in b.overrides
+    w = sp.wsd_saving
+    assert w and w["scratch"] == pytest.approx(sum(r.C for r in sp.runs))
+    assert 0.2 < w["saved_frac"] < 0.5  # (1 + 2) x 80% of 4xC's first 80%... of 7 units
+
+
+def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
+    sp = plan_of(
+        data_cache,
+        tmp_path,
+        "lr",
+        "sweep.sizes=[10k]",
+        "sweep.lrs=[1e-3,1e-2]",
+        "sweep.min_steps=1",
+    )
+    assert [(r.name, r.lr) for r in sp.runs] == [
+        ("10k-4xC-lr1e-3", 1e-3),
+        ("10k-4xC-lr0.01", 1e-2),
+    ]
+    runs = tmp_path / "runs" / "lr"
+    for name, lr, loss in (("10k-a", 1e-3, 2.0), ("10k-b", 1e-2, 1.5), ("20k-a", 3e-3, 1.7)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text(
+            json.dumps(
+                {
+                    "run": name,
+                    "size": name[:3],
+                    "status": "completed",
+                    "lr": lr,
+                    "final_val_loss": loss,
+                }
+            )
+        )
+    out = tmp_path / "conf" / "optim"
+    out.mkdir(parents=True)
+    (out / "adamw.yaml").write_text((ROOT / "conf" / "optim" / "adamw.yaml").read_text())
+    write_tuned(best_lr(runs), out / "tuned.yaml", runs)
+    # the written group option composes (defaults: adamw) and feeds the per-size LR table
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(tmp_path / "conf"), version_base="1.3"):
+        cfg = compose("optim/tuned")
+    assert dict(cfg.optim.lr_table) == {"10k": 0.01, "20k": 0.003}
+    assert cfg.optim.weight_decay == 0.1
+
+
+# --- real multiruns (subprocesses) ------------------------------------------------------
+
+ISO = ("+sweep=isoflop", "sweep.budgets=[3e9,1e10]", "sweep.sizes=[10k,20k]", "sweep.min_steps=10")
+
+
+def test_plan_lists_what_launch_runs_and_rerun_launches_nothing(tmp_path, data_cache) -> None:
+    plan = cli(tmp_path, data_cache, *ISO, "sweep.plan=true")
+    assert plan.returncode == 0, plan.stderr
+    names = planned_names(plan.stdout)
+    assert names and "estimated wall time" in plan.stdout and "total:" in plan.stdout
+    assert not (tmp_path / "runs" / "isoflop").exists()  # plan mode launches nothing
+
+    run = cli(tmp_path, data_cache, *ISO)
+    assert run.returncode == 0, run.stderr
+    done = summaries(tmp_path / "runs" / "isoflop")
+    assert sorted(done) == sorted(names)
+    assert all(s["status"] == "completed" and s["sweep"] == "isoflop" for s in done.values())
+    assert f"completed {len(names)} / diverged 0 / failed 0 / skipped 0" in run.stdout
+
+    again = cli(tmp_path, data_cache, *ISO)
+    assert again.returncode == 0, again.stderr
+    assert f"completed 0 / diverged 0 / failed 0 / skipped {len(names)}" in again.stdout
+    assert "Launching" not in again.stdout + again.stderr
+    assert summaries(tmp_path / "runs" / "isoflop") == done
+
+
+def test_diverging_run_is_recorded_and_others_complete(tmp_path, data_cache) -> None:
+    out = cli(
+        tmp_path,
+        data_cache,
+        "+sweep=lr",
+        "sweep.sizes=[10k]",
+        "sweep.lrs=[50,3e-3]",
+        "sweep.min_steps=1",
+        "train.tokens=null",
+        "train.steps=40",
+        "optim.grad_clip=0",
+        "schedule.warmup_frac=0",
+    )
+    assert out.returncode == 0, out.stderr
+    s = summaries(tmp_path / "runs" / "lr")
+    assert s["10k-S40-lr50"]["status"] == "diverged"
+    assert s["10k-S40-lr3e-3"]["status"] == "completed"
+    assert "completed 1 / diverged 1 / failed 0 / skipped 0" in out.stdout
+
+
+def test_bad_sweep_or_launcher_fails_before_launch(tmp_path, data_cache) -> None:
+    nope = cli(tmp_path, data_cache, "+sweep=nope")
+    assert nope.returncode != 0 and "sweep/nope" in nope.stderr and "isoflop" in nope.stderr
+    ray = cli(tmp_path, data_cache, *ISO, "hydra/launcher=ray")
+    assert ray.returncode != 0 and "hydra/launcher/ray" in ray.stderr
+    assert "joblib" in ray.stderr and "submitit_slurm" in ray.stderr  # what is installed
+    assert not (tmp_path / "runs" / "isoflop").exists()
+
+
+# --- slow: launchers, interruption, DDP, WSD, the demo ----------------------------------
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_interrupted_run(tmp_path, data_cache) -> None:
+    args = (
+        "+sweep=data_ladder",
+        "sweep.sizes=[10k]",
+        "sweep.tokens=[1e5,2e5]",
+        "sweep.min_steps=10",
+        "train.checkpoint_every=20",
+        "trainer.progress_every_s=0",
+    )
+    cmd = [sys.executable, "-m", "scaling.train", "-m", *SWEEP_TINY]
+    cmd += [f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={data_cache}", *args]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    ckpt = tmp_path / "runs" / "data_ladder" / "10k-D2e5" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep dies mid-run
+    proc.wait()
+    s = summaries(tmp_path / "runs" / "data_ladder")
+    assert s["10k-D1e5"]["status"] == "completed" and s["10k-D2e5"]["status"] == "running"
+
+    out = cli(tmp_path, data_cache, *args)
+    assert out.returncode == 0, out.stderr
+    s = summaries(tmp_path / "runs" / "data_ladder")
+    assert s["10k-D2e5"]["status"] == "completed" and s["10k-D2e5"]["resumed_from_step"] > 0
+    assert "completed 1 / diverged 0 / failed 0 / skipped 1" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers(tmp_path, data_cache, launcher) -> None:
+    extra = (
+        ("hydra.launcher.n_jobs=2", "trainer.num_threads=null")
+        if launcher == "joblib"
+        else ("hydra.launcher.timeout_min=10",)
+    )
+    out = cli(tmp_path, data_cache, *ISO, f"hydra/launcher={launcher}", *extra)
+    assert out.returncode == 0, out.stderr
+    s = summaries(tmp_path / "runs" / "isoflop")
+    assert len(s) == 3 and all(v["status"] == "completed" for v in s.values())
+    if launcher == "joblib":
+        assert "launcher joblib x2, 1 thread(s)/run" in out.stdout  # cores / jobs on 2 cores
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_single_run_and_in_multirun(tmp_path, data_cache) -> None:
+    ddp = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaling.train",
+            *SWEEP_TINY,
+            "model=10k",
+            "train.steps=30",
+            f"runs_dir={tmp_path / 'runs'}",
+            f"data.cache_dir={data_cache}",
+            *ddp,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr
+    ref = cli(tmp_path, data_cache, *ISO, "sweep.name=ref")
+    assert ref.returncode == 0, ref.stderr
+    out = cli(tmp_path, data_cache, *ISO, *ddp)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("Launching") <= 1 and "completed 3 / diverged 0" in out.stdout
+    # each run trained once, by two ranks splitting the global batch: the same losses
+    got, want = summaries(tmp_path / "runs" / "isoflop"), summaries(tmp_path / "runs" / "ref")
+    assert sorted(got) == sorted(want)
+    for name in got:
+        assert got[name]["final_val_loss"] == pytest.approx(want[name]["final_val_loss"], abs=1e-3)
+        steps = [
+            line.split(",")[0]
+            for line in (tmp_path / "runs" / "isoflop" / name / "metrics.csv")
+            .read_text()
+            .splitlines()[1:]
+        ]
+        assert len(steps) == len(set(steps))  # rank 0 alone writes the rows
+    assert not (tmp_path / "runs" / "default").exists() or list(
+        (tmp_path / "runs" / "default").iterdir()
+    ) == [tmp_path / "runs" / "default" / "10k-S30"]
+
+
+@pytest.mark.slow
+def test_wsd_sweep_branches_from_the_stable_run(tmp_path, data_cache) -> None:
+    out = cli(
+        tmp_path,
+        data_cache,
+        "+sweep=wsd",
+        "sweep.sizes=[10k]",
+        "sweep.tokens=[5e4,1e5,2e5]",
+        "sweep.min_steps=10",
+    )
+    assert out.returncode == 0, out.stderr
+    s = summaries(tmp_path / "runs" / "wsd")
+    assert {k: v["status"] for k, v in s.items()} == dict.fromkeys(
+        ("10k-D5e4", "10k-D1e5", "10k-D2e5"), "completed"
+    )
+    stable = s["10k-D2e5"]
+    for name in ("10k-D5e4", "10k-D1e5"):
+        b = s[name]
+        start = b["steps"] - round(0.2 * b["steps"])
+        assert b["init_from"].endswith(f"10k-D2e5/checkpoints/step{start}.ckpt")
+        rows = (tmp_path / "runs" / "wsd" / name / "metrics.csv").read_text().splitlines()[1:]
+        assert int(rows[0].split(",")[0]) > start  # the branch trains only its cooldown
+        assert b["D"] < stable["D"]
+    assert "% saved" in out.stdout and "% of the from-scratch FLOPs saved" in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_sweep_end_to_end(tmp_path, data_cache) -> None:
+    """The real demo (joblib, 2 jobs): every IsoFLOP profile has its minimum inside."""
+    cmd = [sys.executable, "-m", "scaling.train", "-m", "+sweep=demo", f"runs_dir={tmp_path}"]
+    cmd += ["logger.wandb.mode=disabled", "trainer.progress_every_s=0"]
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert out.returncode == 0, out.stderr
+    s = summaries(tmp_path / "demo")
+    assert s and all(v["status"] == "completed" for v in s.values())
+    by_c: dict[str, list[tuple[int, float]]] = {}
+    for v in s.values():
+        by_c.setdefault(v["budget"]["label"], []).append((v["N"], v["final_val_loss"]))
+    assert len(by_c) >= 3
+    for label, pts in by_c.items():
+        pts.sort()
+        i = min(range(len(pts)), key=lambda k: pts[k][1])
+        assert 0 < i < len(pts) - 1, (label, pts)  # a visible minimum, not at an edge
+    print(f"demo wall time {time.time() - t0:.0f}s")
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert "Launching" not in again.stdout + again.stderr
