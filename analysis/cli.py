@@ -183,7 +183,8 @@ def run_fit(
     if wandb:
         from analysis.wandb_log import log_analysis
 
-        log_analysis(Path(out_dir), wandb_project or "scaling", group, wandb_mode)
+        default = str(source)[len("wandb:") :] if str(source).startswith("wandb:") else "scaling"
+        log_analysis(Path(out_dir), wandb_project or default, group, wandb_mode)
     return result
 
 
@@ -258,7 +259,9 @@ def parser() -> argparse.ArgumentParser:
         "--columns", help="CSV column mapping, e.g. 'N=Model Size,C=Training FLOP,loss=loss'"
     )
     p.add_argument("--wandb", action="store_true", help="log the analysis to W&B")
-    p.add_argument("--wandb-project", help="W&B project for --wandb (default scaling)")
+    p.add_argument(
+        "--wandb-project", help="W&B project for --wandb (default: the source's, else scaling)"
+    )
     p.add_argument("--wandb-mode", default="offline", choices=("online", "offline", "disabled"))
     return p
 
