@@ -329,20 +329,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         store.write_summary(summary)
         if wandb_logger is not None:
+            # the whole run record, so `scaling-fit wandb:<entity>/<project>` can collect
+            # from W&B alone exactly what it collects from the run store
             wandb_logger.experiment.summary.update(
-                {
-                    k: summary[k]
-                    for k in (
-                        "status",
-                        "final_val_loss",
-                        "final_train_loss",
-                        "N",
-                        "D",
-                        "diverged_step",
-                        "epochs",
-                    )
-                    if summary[k] is not None
-                }
+                {k: v for k, v in summary.items() if v is not None}
             )
     finally:
         if wandb_logger is not None:
