@@ -27,7 +27,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from scaling.budget import fmt_num
-from scaling.config import ConfigError
+from scaling.config import SWEEPS_DIR, ConfigError
 
 KINDS = ("isoflop", "size_ladder", "data_ladder", "wsd", "lr")
 FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
@@ -48,8 +48,10 @@ class SweepSpec:
     lrs: list[float] = field(default_factory=list)  # lr: peak LRs tried at every size
     min_steps: int = 1  # runs with fewer optimiser steps are dropped (and listed)
     tokens_per_param: Optional[list[Optional[float]]] = None  # [lo, hi] window of D/N; null: any
-    overhead_s: float = 1.5  # per-run set-up (Trainer, checkpoints) for the wall-time estimate
-    startup_s: float = 8.0  # per worker process (imports) for the wall-time estimate
+    # wall-time estimate: measured model throughput plus these overheads (fit on a 2-core CPU)
+    overhead_s: float = 2.5  # per run: Trainer, W&B, checkpoints
+    step_overhead_s: float = 1e-3  # per optimiser step: Lightning's loop, callbacks, logging
+    startup_s: float = 10.0  # per worker process: importing Lightning
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -153,7 +155,7 @@ def parse_spec(node: Any) -> SweepSpec:
 
 def names() -> list[str]:
     """The sweeps declared in sweeps/*.yaml."""
-    return sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 
 
 def _num(x: float) -> str:
@@ -506,7 +508,11 @@ def estimate(sp: SweepPlan, accelerator: str) -> None:
         rate[size] = measure_tokens_per_s(model_cfg, batch, seq_len, sp.threads)
     for r in sp.runs:
         # an evaluation is a forward pass: ~1/3 of a training step's FLOPs
-        r.est_s = (r.D + r.eval_tokens / 3) / rate[r.size] + sp.spec.overhead_s
+        r.est_s = (
+            (r.D + r.eval_tokens / 3) / rate[r.size]
+            + r.steps * sp.spec.step_overhead_s
+            + sp.spec.overhead_s
+        )
     todo = sp.to_launch
     total = 0.0
     for stage in sorted({r.stage for r in todo}):
