@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from scaling.config import ConfigError
 from scaling.family import SIZES
-from scaling.sweep import best_lr, parse_spec, plan_sweep, write_tuned
+from scaling.sweep import best_lr, names, parse_spec, plan_sweep, write_tuned
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
@@ -100,6 +100,24 @@ def test_isoflop_runs_spend_their_budget(data_cache, tmp_path) -> None:
     assert len(names) + len(dropped) == len(budgets) * 3
     assert "steps < sweep.min_steps=50" in dropped["50k-C3e9"]
     assert "D/N=0.339 outside" in dropped["50k-C1e10"]  # below the [1, inf) window
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "demo" else pytest.param(n, marks=pytest.mark.slow) for n in names()]
+)
+def test_every_shipped_sweep_plans(name, data_cache, tmp_path) -> None:
+    """Each file in sweeps/ plans as shipped (its own sizes, budgets and batch)."""
+    base_ov = (f"+sweep={name}", f"runs_dir={tmp_path}", f"data.cache_dir={data_cache}")
+    base = compose_train(*base_ov, "data.max_bytes=300000")
+    sp = plan_sweep(
+        parse_spec(base.sweep),
+        lambda ov: compose_train(*base_ov, "data.max_bytes=300000", *ov),
+        list(SIZES),
+        OmegaConf.create({}),
+        base,
+    )
+    assert sp.runs and sp.spec.name == name and base.experiment == name
+    assert all(r.steps >= sp.spec.min_steps for r in sp.runs)
 
 
 def test_bad_grids_fail_before_launch(data_cache, tmp_path) -> None:
