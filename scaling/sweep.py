@@ -66,7 +66,7 @@ class SweepSpec:
         for key in need:
             if not getattr(self, key):
                 raise ConfigError(
-                    f"sweep.{key} is empty: a {self.kind} sweep needs at least one value "
+                    f"sweep.{key} is empty: sweep.kind={self.kind} needs at least one value "
                     f"(e.g. sweep.{key}=[...])"
                 )
         for key in ("budgets", "multiples", "lrs"):
