@@ -109,7 +109,7 @@ def run_fit(
     budget_tol_dex: float = 0.05,
     wandb: bool = False,
     wandb_project: str | None = None,
-    wandb_mode: str = "offline",
+    wandb_mode: str = "auto",
     quiet: bool = False,
 ) -> dict:
     """Collect ``source``, fit approaches 1-3 with bootstrap intervals, write ``out_dir``; fit.json."""
@@ -262,7 +262,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wandb-project", help="W&B project for --wandb (default: the source's, else scaling)"
     )
-    p.add_argument("--wandb-mode", default="offline", choices=("online", "offline", "disabled"))
+    p.add_argument(
+        "--wandb-mode",
+        default="auto",
+        choices=("auto", "online", "offline", "disabled"),
+        help="auto: online when W&B credentials exist, else offline",
+    )
     return p
 
 

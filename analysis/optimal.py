@@ -162,12 +162,22 @@ def approach1(
     seed: int = 0,
     ci: float = 0.9,
     n_grid: int = 200,
+    c_min: float | None = None,
 ) -> dict:
-    """Minimum loss over all curves at each FLOP value -> N_opt(C), D_opt(C) power laws."""
+    """Minimum loss over all curves at each FLOP value -> N_opt(C), D_opt(C) power laws.
+
+    The envelope starts at ``c_min`` (default: the smallest final compute of any run). Below
+    it every curve is still in its early transient (warmup, learning the unigram statistics),
+    where the lowest curve says nothing about the compute-optimal size.
+    """
     if curves is None or curves.empty or curves.groupby("run").size().max() < 2:
         curves = runs[["run", "N", "C", "loss"]].assign(tokens=runs["D"])
         # final points only: each run covers a small band around its own C
         curves = pd.concat([curves.assign(C=curves["C"] * f) for f in (0.9, 1.1)])
+    elif c_min is None:
+        c_min = float(runs["C"].min()) * 0.999
+    if c_min is not None:
+        curves = curves[curves["C"] >= c_min]
     grid, loss, run_ids, tokens = _envelope_matrix(curves, n_grid)
     n_of = dict(zip(curves["run"], curves["N"]))
     n = np.array([n_of[r] for r in run_ids], float)

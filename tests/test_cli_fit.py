@@ -111,7 +111,7 @@ def test_wandb_flag_calls_log_analysis(store, tmp_path, monkeypatch):
         "2",
     ]
     assert main([*argv, "--wandb", "--wandb-project", "proj", "--group", "g"]) == 0
-    assert calls == [(tmp_path, "proj", "g", "offline")]
+    assert calls == [(tmp_path, "proj", "g", "auto")]
 
 
 def test_errors_exit_2_with_message(tmp_path, capsys):
