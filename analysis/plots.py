@@ -455,6 +455,9 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
     grid = np.geomspace(c_lo / 2, c_hi * 2, 200)
     c_mid = _mid_c(res.runs)
     notes, anchor = [], None
+    # y-limits follow the fitted lines, points and targets: a wide interval band is clipped
+    # rather than stretching the axis over dozens of decades
+    seen: dict = {ax_n: [], ax_d: []}
     for key in APPROACHES:
         block, note = _approach(fit, key)
         notes.append(note)
@@ -466,6 +469,7 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
         for ax, exp, coef in ((ax_n, "a", "N_coef"), (ax_d, "b", "D_coef")):
             line = block[coef] * grid ** block[exp]
             ax.plot(grid, line, color=color, lw=1.2, label=label, gid=f"fit:{key}")
+            seen[ax] += [float(line[0]), float(line[-1])]
             mid = block[coef] * c_mid ** block[exp]
             ci = block.get(f"{exp}_ci")
             if ci and all(np.isfinite(ci)):
@@ -511,6 +515,7 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
                 )
     for t in targets:
         for ax, k in ((ax_n, "N_opt"), (ax_d, "D_opt")):
+            seen[ax].append(float(t[k]))
             ci = t.get(f"{k}_ci")
             yerr = None if not ci else [[t[k] - ci[0]], [ci[1] - t[k]]]
             ax.errorbar(
@@ -526,6 +531,10 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
                 gid="target",
             )
     _loglog(ax_n, ax_d)
+    for ax, ys in seen.items():
+        ys = [y for y in ys if np.isfinite(y) and y > 0]
+        if ys:
+            ax.set_ylim(min(ys) / 3, max(ys) * 3)
     ax_n.set_ylabel(r"compute-optimal $N_\mathrm{opt}$")
     ax_d.set_ylabel(r"compute-optimal $D_\mathrm{opt}$")
     ax_n.set_title(r"$N_\mathrm{opt} \propto C^{a}$")
