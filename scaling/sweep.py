@@ -646,6 +646,7 @@ def run_sweep(
         if (sp.threads and base.trainer.num_threads is None and sp.launcher == "joblib")
         else []
     )
+    write_progress(sp)
     idx = 0
     for stage in sorted({r.stage for r in sp.runs}):
         batch = []
@@ -667,6 +668,39 @@ def run_sweep(
         idx += len(batch)
     print(format_outcome(sp, time.perf_counter() - t0), flush=True)
     return sp
+
+
+PROGRESS_FILE = ".sweep_progress.json"
+
+
+def write_progress(sp: SweepPlan) -> None:
+    """Record the sweep's runs beside them, so each finishing job can say "k/n runs done"."""
+    by_dir: dict[Path, list[str]] = {}
+    for r in sp.runs:
+        by_dir.setdefault(r.root.parent, []).append(r.root.name)
+    for folder, names in by_dir.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {"sweep": sp.spec.name, "runs": names, "started": time.time()}
+        (folder / PROGRESS_FILE).write_text(json.dumps(data))
+
+
+def progress_line(run_root: Path) -> str | None:
+    """'[sweep demo] 5/12 runs done, 1m20s elapsed, ~2m left' for a run of a launched sweep."""
+    f = run_root.parent / PROGRESS_FILE
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if run_root.name not in data["runs"]:
+        return None
+    done = sum((_read(run_root.parent / n) or {}).get("status") in FINAL for n in data["runs"])
+    total, elapsed = len(data["runs"]), time.time() - data["started"]
+    left = f", ~{_dur(elapsed / done * (total - done))} left" if 0 < done < total else ""
+    return f"[sweep {data['sweep']}] {done}/{total} runs done, {_dur(elapsed)} elapsed{left}"
+
+
+def _dur(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.0f}s"
 
 
 def best_lr(runs_dir: Path) -> dict[str, dict[str, Any]]:

@@ -45,6 +45,7 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
+
 _FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
 
 
@@ -347,6 +348,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"val_loss={val if val is None else round(val, 4)} -> {store.root}",
             file=sys.stderr,
         )
+        from scaling.sweep import progress_line
+
+        if line := progress_line(store.root):
+            print(line, file=sys.stderr, flush=True)
     return summary
 
 

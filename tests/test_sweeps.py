@@ -376,23 +376,68 @@ def test_wsd_sweep_branches_from_the_stable_run(tmp_path, data_cache) -> None:
 
 
 @pytest.mark.slow
-def test_demo_sweep_end_to_end(tmp_path, data_cache) -> None:
-    """The real demo (joblib, 2 jobs): every IsoFLOP profile has its minimum inside."""
-    cmd = [sys.executable, "-m", "scaling.train", "-m", "+sweep=demo", f"runs_dir={tmp_path}"]
-    cmd += ["logger.wandb.mode=disabled", "trainer.progress_every_s=0"]
+def test_demo_end_to_end(tmp_path, data_cache) -> None:
+    """`make demo`'s job: the demo sweep (joblib, 2 jobs), the fit, the figures, the W&B view;
+    every IsoFLOP profile has its minimum inside; a second demo trains nothing new."""
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "scaling.demo",
+        "--runs",
+        str(runs),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "200",
+        "trainer.progress_every_s=0",
+    ]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     t0 = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    assert out.returncode == 0, out.stderr
-    s = summaries(tmp_path / "demo")
-    assert s and all(v["status"] == "completed" for v in s.values())
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    s = summaries(runs / "demo")
+    assert len(s) == 12 and all(v["status"] == "completed" for v in s.values())
     by_c: dict[str, list[tuple[int, float]]] = {}
     for v in s.values():
         by_c.setdefault(v["budget"]["label"], []).append((v["N"], v["final_val_loss"]))
-    assert len(by_c) >= 3
+    assert len(by_c) == 3
     for label, pts in by_c.items():
         pts.sort()
         i = min(range(len(pts)), key=lambda k: pts[k][1])
         assert 0 < i < len(pts) - 1, (label, pts)  # a visible minimum, not at an edge
+    fit = json.loads((out / "fit.json").read_text())
+    for k in ("approach1", "approach2", "approach3"):
+        assert "a" in fit[k] and "b" in fit[k], fit[k]
+        assert fit[k]["a"] + fit[k]["b"] == pytest.approx(1.0, abs=0.05) or k == "approach1"
+    assert 0 < fit["approach3"]["a"] < 1 and fit["approach3"]["alpha"] > 0
+    assert not any(b["edge"] for b in fit["approach2"]["budgets"])
+    for name in ("learning_curves", "isoflop", "compute_optimal", "surface", "parity"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (out / "figures" / f"{name}.pdf").exists()
+    assert (out / "report.md").exists() and (out / "table.tex").exists()
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))  # the W&B analysis run
+    assert list(runs.glob("demo/*/wandb/offline-run-*/run-*.wandb"))  # the training runs
+    assert "Fitted law (approach 3)" in first.stdout
     print(f"demo wall time {time.time() - t0:.0f}s")
-    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    stamps = {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
     assert "Launching" not in again.stdout + again.stderr
+    assert stamps == {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
+
+
+def test_progress_line_counts_finished_runs(tmp_path) -> None:
+    from scaling.sweep import PROGRESS_FILE, progress_line
+
+    exp = tmp_path / "demo"
+    for name, status in (("a", "completed"), ("b", "diverged"), ("c", "running")):
+        (exp / name).mkdir(parents=True)
+        (exp / name / "summary.json").write_text(json.dumps({"status": status}))
+    (exp / PROGRESS_FILE).write_text(
+        json.dumps({"sweep": "demo", "runs": ["a", "b", "c", "d"], "started": time.time() - 90})
+    )
+    line = progress_line(exp / "a")
+    assert line is not None and line.startswith("[sweep demo] 2/4 runs done, 1m30s elapsed")
+    assert "left" in line
+    assert progress_line(tmp_path / "other" / "x") is None
