@@ -108,10 +108,13 @@ def _exp_coef(*names: str, keep: tuple[str, ...] = ()):
 
     def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
-        for i, name in enumerate(names):
-            out[name.upper() if name not in keep else name] = (
-                theta[..., i] if name in keep else np.exp(theta[..., i])
-            )
+        with np.errstate(
+            over="ignore"
+        ):  # a bootstrap outlier may overflow to inf: reported as such
+            for i, name in enumerate(names):
+                out[name.upper() if name not in keep else name] = (
+                    theta[..., i] if name in keep else np.exp(theta[..., i])
+                )
         return out
 
     return natural

@@ -23,7 +23,8 @@ def power_law_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if lc.size < 2 or np.ptp(lc) == 0:
         return float("nan"), float("nan")
     slope, icpt = np.polyfit(lc, ly, 1)
-    return float(slope), float(10**icpt)
+    with np.errstate(over="ignore"):
+        return float(slope), float(10.0**icpt)
 
 
 def flops_factor(runs: pd.DataFrame) -> float:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.runs) / "demo",
         args.out,
         n_bootstrap=args.bootstrap,
-        targets=[1e15, 1e18, 1e21],
+        targets=[1e13, 1e14],
         wandb=False,
     )
 
