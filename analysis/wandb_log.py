@@ -7,17 +7,13 @@ The results dir stays the source of truth; this is its W&B view, logged as a run
 
 from __future__ import annotations
 
-import netrc
-import os
 import re
 from pathlib import Path
-from urllib.parse import urlparse
 
 import wandb
 
 from analysis.plots import FIGURES, load_results, plot_all
-
-MODES = ("auto", "online", "offline", "disabled")
+from analysis.wandb_mode import resolve_mode
 
 # fit.json keys copied into the run summary as "<approach>/<key>".
 SUMMARY_KEYS = {
@@ -25,32 +21,6 @@ SUMMARY_KEYS = {
     "approach2": ("a", "b"),
     "approach3": ("a", "b", "E", "A", "B", "alpha", "beta"),
 }
-
-
-def has_credentials() -> bool:
-    """Whether a W&B API key is configured (WANDB_API_KEY or a netrc entry); no network."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_mode(mode: str = "auto") -> str:
-    """online/offline/disabled; auto honours WANDB_MODE, else online only with credentials."""
-    if mode not in MODES:
-        raise ValueError(f"W&B mode {mode!r} is not one of {MODES}")
-    if mode != "auto":
-        return mode
-    env = os.environ.get("WANDB_MODE", "").lower()
-    if env in ("online", "offline", "disabled"):
-        return env
-    if env == "dryrun":
-        return "offline"
-    return "online" if has_credentials() else "offline"
 
 
 def summary(fit: dict) -> dict:

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import netrc
 import os
 import sys
 import time
@@ -29,8 +28,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
+from analysis.wandb_mode import resolve_mode
 from scaling.budget import Budget, resolve
-from scaling.config import Config, ConfigError, WandbMode, register_configs, validate
+from scaling.config import Config, ConfigError, register_configs, validate
 from scaling.data import BatchStream, Corpus, DataError, TokenBatches, load_corpus, val_batches
 from scaling.family import flops_per_token, param_counts
 from scaling.store import RunStore, config_hash
@@ -122,28 +122,10 @@ def run_config_hash(cfg: DictConfig) -> str:
     return config_hash(OmegaConf.create(c))
 
 
-def wandb_mode(mode: WandbMode) -> str:
-    """Resolve `auto`: online only when W&B credentials exist, so nothing waits on a network."""
-    if mode != WandbMode.auto:
-        return mode.value
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        rc = netrc.netrc(os.environ.get("NETRC"))
-        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
-        if rc.authenticators(host):
-            return "online"
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        pass
-    return "offline"
-
-
 def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
     """A WandbLogger in the experiment's group, with tokens/FLOPs as x-axes; None if disabled."""
     wc = plan.conf.logger.wandb
-    mode = wandb_mode(wc.mode)
+    mode = resolve_mode(wc.mode.value)
     if mode == "disabled":
         return None
     import wandb
