@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,11 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
     files = list(run.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
     rec = read_offline_run(files[0])
+    for _ in range(50):  # the W&B service may still be flushing the file after finish()
+        if rec["exit_code"] is not None and "val/loss" in rec["history"]:
+            break
+        time.sleep(0.2)
+        rec = read_offline_run(files[0])
     hist = rec["history"]
     assert {"train/loss", "val/loss", "tokens", "flops", "lr"} <= set(hist.columns)
     assert hist["tokens"].dropna().max() == s["D"]
