@@ -225,3 +225,30 @@ def test_peak_lr_per_size_table_and_rule(tiny_cfg) -> None:
     ).conf
     assert peak_lr(conf, 10_000) == pytest.approx(1e-2)
     assert peak_lr(plan_run(tiny_cfg("train.steps=10", "optim.lr=2e-3")).conf, 10_000) == 2e-3
+
+
+def test_wandb_offline_files_alone_give_the_run_store_table(
+    tiny_cfg, tmp_path, monkeypatch
+) -> None:
+    """W&B is a complete view: collecting the offline .wandb files gives the run store's table."""
+    import shutil
+
+    from analysis.collect import collect
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for size in ("10k", "20k"):
+        train(
+            tiny_cfg(
+                f"model={size}", "train.steps=15", "experiment=view", "logger.wandb.mode=offline"
+            )
+        )
+    store = Path(tiny_cfg().runs_dir) / "view"
+    offline = tmp_path / "offline"
+    for d in store.glob("*/wandb/offline-run-*"):
+        shutil.copytree(d, offline / d.name)
+    cols = ["run", "N", "D", "C", "C_kaplan", "C_6n", "loss", "status"]
+    a = collect(store).runs.sort_values("run")[cols].reset_index(drop=True)
+    b = collect(offline).runs.sort_values("run")[cols].reset_index(drop=True)
+    assert len(a) == 2
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(a, b, check_dtype=False)
