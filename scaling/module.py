@@ -14,7 +14,6 @@ import functools
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -297,8 +296,3 @@ class RunRecorder(L.Callback):
             file=sys.stderr,
             flush=True,
         )
-
-
-def load_weights_only(path: Path) -> dict[str, Any]:
-    """The model state dict stored in a Lightning checkpoint."""
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
