@@ -277,8 +277,8 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
             ax_c.plot(
                 p["C"],
                 p["loss"],
-                color="k",
-                lw=0.9,
+                color=APPROACH_COLORS["approach1"],  # apart from the darkest size colour
+                lw=1.4,
                 zorder=5,
                 label="approach 1 minima",
                 gid="approach1",
@@ -290,7 +290,7 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
                 marker="o",
                 s=14,
                 facecolors="white",
-                edgecolors="k",
+                edgecolors=APPROACH_COLORS["approach1"],
                 linewidths=0.7,
                 zorder=5,
                 label="approach 1 minima",
