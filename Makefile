@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench figures setup
+.PHONY: demo test test-slow lint bench figures reference setup
 
 setup: $(STAMP)
 
@@ -35,3 +35,18 @@ bench: $(STAMP)
 
 figures: $(STAMP)
 	$(VENV)/bin/scaling-plot results/demo
+
+# The field's own data (../shared/reference_data): fit and figures of the Chinchilla points
+# (Besiroglu et al. 2024's replication) and the OLMo ladder (3B predicted from 190M-1B).
+REFDATA ?= ../shared/reference_data
+reference: $(STAMP)
+	$(VENV)/bin/scaling-fit $(REFDATA)/chinchilla_epoch_svg_extracted.csv \
+	    --columns "N=Model Size,C=Training FLOP,loss=loss" --drop-highest 5 \
+	    --target 5.76e23 --out results/reference/chinchilla
+	$(VENV)/bin/scaling-plot results/reference/chinchilla
+	$(VENV)/bin/scaling-fit $(REFDATA)/olmo_ladder/ladder_final_c4_summary.csv \
+	    --columns "D=tokens,loss=c4_loss_final" --holdout "size == '3B'" \
+	    --curves '$(REFDATA)/olmo_ladder/*xC.csv' \
+	    --curve-columns "tokens=throughput/total_tokens,loss=eval/c4_en-validation/CrossEntropyLoss,step=_step,lr=optim/learning_rate_group0" \
+	    --out results/reference/olmo
+	$(VENV)/bin/scaling-plot results/reference/olmo

@@ -106,6 +106,8 @@ def run_fit(
     group: str | None = None,
     sweep: str | None = None,
     columns: str | dict | None = None,
+    curves: str | Path | None = None,
+    curve_columns: str | dict | None = None,
     budget_tol_dex: float = 0.05,
     wandb: bool = False,
     wandb_project: str | None = None,
@@ -120,7 +122,15 @@ def run_fit(
     bad = [a for a in approaches if a not in (1, 2, 3)]
     if bad:
         raise FitError(f"unknown approaches {bad}; choose from 1, 2, 3")
-    collected = collect(source, convention=convention, group=group, sweep=sweep, columns=columns)
+    collected = collect(
+        source,
+        convention=convention,
+        group=group,
+        sweep=sweep,
+        columns=columns,
+        curves=curves,
+        curve_columns=curve_columns,
+    )
     drop_highest_losses(collected, drop_highest)
     runs = collected.runs
     rule = apply_holdout(runs, holdout)
@@ -258,6 +268,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--columns", help="CSV column mapping, e.g. 'N=Model Size,C=Training FLOP,loss=loss'"
     )
+    p.add_argument(
+        "--curves",
+        help="learning curves of a CSV source: a CSV file or glob, one file per run named by "
+        "the run (e.g. 'ladder/*.csv')",
+    )
+    p.add_argument(
+        "--curve-columns",
+        help="column mapping of the curve files, e.g. 'tokens=total_tokens,loss=val_loss'",
+    )
     p.add_argument("--wandb", action="store_true", help="log the analysis to W&B")
     p.add_argument(
         "--wandb-project", help="W&B project for --wandb (default: the source's, else scaling)"
@@ -293,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             group=args.group,
             sweep=args.sweep,
             columns=args.columns,
+            curves=args.curves,
+            curve_columns=args.curve_columns,
             wandb=args.wandb,
             wandb_project=args.wandb_project,
             wandb_mode=args.wandb_mode,

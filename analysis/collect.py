@@ -30,6 +30,7 @@ CURVE_COLUMNS = [
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "lr",
 ]  # fmt: skip
 CSV_TARGETS = ("run", "sweep", "size", "status", "N", "D", "C", "loss", "seed", "lr")
+CURVE_TARGETS = ("run", "step", "tokens", "C", "loss", "train_loss", "lr")
 
 
 class CollectError(ValueError):
@@ -289,7 +290,9 @@ def from_wandb(
     return _finish(rows, curves, f"wandb:{project}", convention)
 
 
-def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
+def parse_columns(
+    spec: str | Mapping[str, str] | None, targets: tuple[str, ...] = CSV_TARGETS
+) -> dict[str, str]:
     """``"N=Model Size,C=Training FLOP,loss=loss"`` -> {"N": "Model Size", ...}."""
     if spec is None:
         return {}
@@ -304,16 +307,87 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
                 )
             key, value = part.split("=", 1)
             pairs[key.strip()] = value.strip()
-    unknown = [k for k in pairs if k not in CSV_TARGETS]
+    unknown = [k for k in pairs if k not in targets]
     if unknown:
-        raise CollectError(f"unknown target columns {unknown}; targets are {list(CSV_TARGETS)}")
+        raise CollectError(f"unknown target columns {unknown}; targets are {list(targets)}")
     return pairs
 
 
+def csv_curves(
+    pattern: str | Path, columns: str | Mapping[str, str] | None, runs: pd.DataFrame
+) -> list[pd.DataFrame]:
+    """Learning curves from CSV files matching ``pattern`` (a file or a glob), one per run.
+
+    ``columns`` maps tokens and loss (and step, C, train_loss, lr, run) onto each file's columns;
+    without a ``run`` column a file's stem names its run (``190M-1xC.csv`` -> run ``190M-1xC``),
+    which must be a run of the results table so the curve gets its N. Without a C column the
+    curve's compute is 6 N tokens. Rows without a loss (other metrics logged at other steps)
+    are dropped.
+    """
+    text = str(pattern)
+    base = Path(text)
+    files = sorted(base.parent.glob(base.name)) if any(c in text for c in "*?[") else [base]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise CollectError(f"no learning-curve CSV matches {text!r}")
+    mapping = parse_columns(columns, CURVE_TARGETS)
+    run_names = runs["run"].astype(str)
+    n_of = dict(zip(run_names, runs["N"]))
+    sweep_of = dict(zip(run_names, runs.get("sweep", pd.Series(np.nan, runs.index))))
+    size_of = dict(zip(run_names, runs.get("size", pd.Series(np.nan, runs.index))))
+    out = []
+    for file in files:
+        df = pd.read_csv(file)
+        for target in ("tokens", "loss", "step"):
+            if target not in mapping and target in df.columns:
+                mapping[target] = target
+        missing = [src for src in mapping.values() if src not in df.columns]
+        need = [t for t in ("tokens", "loss") if t not in mapping]
+        if missing or need:
+            raise CollectError(
+                f"curve CSV {file}: "
+                + (f"columns {missing} not found; " if missing else "")
+                + (
+                    f"no column given for {need} (use --curve-columns tokens=...,loss=...); "
+                    if need
+                    else ""
+                )
+                + f"columns present: {list(df.columns)}"
+            )
+        curve = pd.DataFrame(
+            {t: pd.to_numeric(df[s], errors="coerce") for t, s in mapping.items() if t != "run"}
+        )
+        names = (
+            df[mapping["run"]].astype(str) if "run" in mapping else pd.Series(file.stem, df.index)
+        )
+        unknown = sorted(set(names) - set(n_of))
+        if unknown:
+            raise CollectError(
+                f"curve CSV {file}: runs {unknown[:5]} are not in the results table "
+                f"(runs: {sorted(n_of)[:8]}{' ...' if len(n_of) > 8 else ''})"
+            )
+        curve["run"] = names.to_numpy()
+        curve["N"] = curve["run"].map(n_of).astype(float)
+        curve["sweep"] = curve["run"].map(sweep_of)
+        curve["size"] = curve["run"].map(size_of)
+        curve["C_6n"] = 6 * curve["N"] * curve["tokens"]
+        if "C" not in curve:
+            curve["C"] = curve["C_6n"]
+        out.append(curve[curve["loss"].notna() & (curve["tokens"] > 0)])
+    return out
+
+
 def from_csv(
-    path: str | Path, columns: str | Mapping[str, str] | None = None, convention: str = "chinchilla"
+    path: str | Path,
+    columns: str | Mapping[str, str] | None = None,
+    convention: str = "chinchilla",
+    curves: str | Path | None = None,
+    curve_columns: str | Mapping[str, str] | None = None,
 ) -> Collected:
-    """A CSV of final results; ``columns`` maps N, D, C, loss (and run, size, ...) onto its columns."""
+    """A CSV of final results; ``columns`` maps N, D, C, loss (and run, size, ...) onto its columns.
+
+    ``curves`` optionally adds learning curves from other CSV files (see ``csv_curves``).
+    """
     df = pd.read_csv(path)
     mapping = parse_columns(columns)
     for target in ("N", "D", "C", "loss", "run", "size", "sweep", "status", "seed", "lr"):
@@ -346,7 +420,8 @@ def from_csv(
             row[col] = _num(row[col])
     if not rows:
         raise CollectError(f"CSV {path} has no rows")
-    collected = _finish(rows, [], str(path), convention)
+    curve_list = csv_curves(curves, curve_columns, pd.DataFrame(rows)) if curves else []
+    collected = _finish(rows, curve_list, str(path), convention)
     collected.convention = f"as given (CSV column {mapping['C']!r})" if "C" in mapping else "6ND"
     return collected
 
@@ -358,9 +433,20 @@ def collect(
     group: str | None = None,
     sweep: str | None = None,
     columns: str | Mapping[str, str] | None = None,
+    curves: str | Path | None = None,
+    curve_columns: str | Mapping[str, str] | None = None,
 ) -> Collected:
-    """The tidy tables of ``source``: run store, ``wandb:entity/project``, offline W&B folder or CSV."""
+    """The tidy tables of ``source``: run store, ``wandb:entity/project``, offline W&B folder or CSV.
+
+    ``curves`` (learning-curve CSVs, see ``csv_curves``) only goes with a CSV source: the other
+    sources carry their own curves.
+    """
     text = str(source)
+    is_csv = Path(text).suffix == ".csv" and not text.startswith("wandb:")
+    if curves is not None and not is_csv:
+        raise CollectError(
+            f"learning-curve CSVs ({curves}) go with a CSV source; {text!r} has its own curves"
+        )
     if text.startswith("wandb:"):
         return from_wandb(text[len("wandb:") :], convention=convention, group=group, sweep=sweep)
     path = Path(source)
@@ -369,7 +455,7 @@ def collect(
             f"source {text!r} does not exist (give a run store, a CSV or wandb:entity/project)"
         )
     if path.is_file() and path.suffix == ".csv":
-        return from_csv(path, columns, convention=convention)
+        return from_csv(path, columns, convention, curves, curve_columns)
     if path.suffix == ".wandb" or (
         path.is_dir() and not any(path.rglob("summary.json")) and any(path.rglob("*.wandb"))
     ):

@@ -600,13 +600,18 @@ def _run_markers(ax: Axes, runs: pd.DataFrame, x, y, colors: dict | None = None)
 
 
 def plot_surface(res: Results, width: str | None = None) -> Figure:
-    """Contours of the approach-3 L(N, D) with the efficient frontier, iso-FLOP lines and runs."""
-    fig, (ax,) = _figure(1, width, aspect=0.85)
+    """The approach-3 L(N, D): contours over (N, D) with the efficient frontier, iso-FLOP lines
+    and the runs (left), and the same surface over (C, N), Hoffmann et al.'s Figure 4 (left)."""
+    fig, (ax, ax_c) = _figure(2, width, aspect=0.8)
     runs = res.runs
     a3, note = _approach(res.fit, "approach3")
     k = res.fit.get("k") or flops_factor(runs)
     n_lo, n_hi = runs["N"].min() / 3, runs["N"].max() * 3
     d_lo, d_hi = runs["D"].min() / 3, runs["D"].max() * 3
+    # The (C, N) panel reaches out to the target computes, as Hoffmann et al.'s reaches Gopher's.
+    targets = [t for t in res.fit.get("targets") or [] if t.get("N_opt")]
+    c_lo, c_hi = runs["C"].min() / 3, max([runs["C"].max()] + [t["C"] for t in targets]) * 3
+    nc_hi = max([n_hi] + [3 * t["N_opt"] for t in targets])
     N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
     if a3 is not None:
         L = _predict(a3, N, D)
@@ -614,18 +619,25 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
         levels = floor + np.geomspace(L.min() - floor, L.max() - floor, 16)
         cs = ax.contourf(N, D, L, levels=levels, cmap="Greys", alpha=0.6, gid="contours")
         ax.contour(N, D, L, levels=levels, colors="0.4", linewidths=0.3)
-        cbar = fig.colorbar(cs, ax=ax, label=f"predicted {LOSS_LABEL}", format="%g")
+        # (C, N) plane: D = C / (k N), so the same surface seen along compute.
+        Cg, Ng = np.meshgrid(np.geomspace(c_lo, c_hi, 160), np.geomspace(n_lo, nc_hi, 160))
+        Lc = _predict(a3, Ng, Cg / (k * Ng))
+        ax_c.contourf(
+            Cg, Ng, Lc, levels=levels, cmap="Greys", alpha=0.6, extend="both", gid="contours"
+        )
+        ax_c.contour(Cg, Ng, Lc, levels=levels, colors="0.4", linewidths=0.3)
+        cbar = fig.colorbar(cs, ax=[ax, ax_c], label=f"predicted {LOSS_LABEL}", format="%g")
         cbar.set_ticks(MaxNLocator(nbins=6).tick_values(levels[0], levels[-1]))
         cbar.ax.set_ylim(levels[0], levels[-1])
-        c = np.geomspace(k * n_lo * d_lo, k * n_hi * d_hi, 200)
-        ax.plot(
-            a3["N_coef"] * c ** a3["a"],
-            a3["D_coef"] * c ** a3["b"],
-            color=APPROACH_COLORS["approach3"],
-            lw=1.5,
-            label=r"efficient frontier $(N_\mathrm{opt}, D_\mathrm{opt})$",
-            gid="frontier",
-        )
+        c = np.geomspace(min(k * n_lo * d_lo, c_lo), max(k * n_hi * d_hi, c_hi), 200)
+        frontier = {
+            "color": APPROACH_COLORS["approach3"],
+            "lw": 1.5,
+            "label": r"efficient frontier $(N_\mathrm{opt}, D_\mathrm{opt})$",
+            "gid": "frontier",
+        }
+        ax.plot(a3["N_coef"] * c ** a3["a"], a3["D_coef"] * c ** a3["b"], **frontier)
+        ax_c.plot(c, a3["N_coef"] * c ** a3["a"], **{**frontier, "label": None})
     a2 = res.fit.get("approach2") or {}
     budgets = sorted({b["C"] for b in a2.get("budgets", []) if b.get("C")})
     if not budgets:
@@ -642,14 +654,40 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
             gid="isoflop",
             label=f"iso-FLOP lines, $C = {k:.3g}\\,ND$" if i == 0 else None,
         )
+        ax_c.axvline(c, color="0.15", ls=":", lw=0.8, gid="isoflop")
     _run_markers(ax, runs, runs["N"], runs["D"])
-    _loglog(ax)
+    _run_markers(ax_c, runs, runs["C"], runs["N"])
+    for t in targets:
+        ci = t.get("N_opt_ci")
+        ax_c.errorbar(
+            t["C"],
+            t["N_opt"],
+            yerr=None if not ci else [[t["N_opt"] - ci[0]], [ci[1] - t["N_opt"]]],
+            fmt="D",
+            color="k",
+            ms=3,
+            mfc="white",
+            zorder=6,
+            label="target $N_\\mathrm{opt}$",
+            gid="target",
+        )
+    _loglog(ax, ax_c)
     ax.set_xlim(n_lo, n_hi)
     ax.set_ylim(d_lo, d_hi)
     ax.set_xlabel(N_LABEL)
     ax.set_ylabel(D_LABEL)
     ax.set_title(r"approach 3: $L(N, D)$")
-    fig.legend(loc="outside lower center", ncols=2)
+    ax_c.set_xlim(c_lo, c_hi)
+    ax_c.set_ylim(n_lo, nc_hi)
+    ax_c.set_xlabel(C_LABEL)
+    ax_c.set_ylabel(N_LABEL)
+    ax_c.set_title(r"the same over compute: $L(N, C / kN)$")
+    handles, labels = ax.get_legend_handles_labels()
+    extra = [(h, lab) for h, lab in zip(*ax_c.get_legend_handles_labels()) if lab not in labels]
+    for h, lab in extra:
+        handles.append(h)
+        labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
     _note(ax, [note])
     return fig
 

@@ -2,16 +2,21 @@
 
 The shape rule (one rule for every size): a size is named by its nominal non-embedding
 parameter count N* on a 1-2-5 grid ("10k", "20k", "50k", ..., "1B"), so neighbours are x2-x2.5
-apart. The depth keeps the width/depth aspect ratio near ASPECT, the width then fills the
-budget in steps of one head, and every head has HEAD_DIM channels:
+apart. The depth keeps the width/depth aspect ratio near ASPECT, the head dimension grows with
+the width (about width/8 heads' worth, a power of two from 16 to 64), and the width then fills
+the budget in steps of one head:
 
-    n_layer = max(1, round((N* / (12 * ASPECT**2)) ** (1/3)))     # N ~ 12 * n_layer * d_model**2
-    d_model = HEAD_DIM * max(1, round(sqrt(N* / (12 * n_layer)) / HEAD_DIM))
-    n_head  = d_model / HEAD_DIM
+    n_layer  = max(1, round((N* / (12 * ASPECT**2)) ** (1/3)))   # N ~ 12 * n_layer * d_model**2
+    w        = sqrt(N* / (12 * n_layer))                          # the unrounded width
+    head_dim = clip(2 ** round(log2(w / 8)), 16, 64)
+    d_model  = head_dim * max(1, round(w / head_dim))
+    n_head   = d_model / head_dim
 
-A small head (16) keeps the width steps fine enough for five CPU-sized models between 1e4
-and 3e5 parameters. The real N differs from N* by rounding (most at the smallest sizes); fits
-always use the exact counts from `param_counts`, never the names.
+Small heads (16) keep the width steps fine enough for five CPU-sized models between 1e4 and
+3e5 parameters; the GPU sizes get 64-channel heads (as GPT-2/3 and Kaplan et al.), which is
+what fused attention kernels run fastest (a 16-wide head wastes most of a tensor-core tile).
+The real N differs from N* by rounding (most at the smallest sizes); fits always use the
+exact counts from `param_counts`, never the names.
 
 Run `python -m scaling.family` to (re)write conf/model/<name>.yaml and print the table.
 """
@@ -27,7 +32,7 @@ from typing import Union
 from scaling.config import ConfigError, FlopConvention, MLPKind, ModelConfig, PosEmb
 
 ASPECT = 32  # target d_model / n_layer
-HEAD_DIM = 16  # channels per attention head, the same at every size
+HEAD_DIMS = (16, 64)  # smallest and largest channels per attention head (powers of two)
 # nominal non-embedding sizes, a 1-2-5 grid: 10k..200k train in minutes on a 2-core CPU
 NOMINAL = (
     *("10k", "20k", "50k", "100k", "200k", "500k"),
@@ -51,8 +56,10 @@ def nominal_params(name: str) -> float:
 def shape(n_target: float) -> dict[str, int]:
     """The family's shape (n_layer, n_head, d_model) for a nominal non-embedding count."""
     n_layer = max(1, round((n_target / (12 * ASPECT**2)) ** (1 / 3)))
-    d_model = HEAD_DIM * max(1, round(math.sqrt(n_target / (12 * n_layer)) / HEAD_DIM))
-    return {"n_layer": n_layer, "n_head": d_model // HEAD_DIM, "d_model": d_model}
+    width = math.sqrt(n_target / (12 * n_layer))
+    head_dim = min(max(2 ** round(math.log2(width / 8)), HEAD_DIMS[0]), HEAD_DIMS[1])
+    d_model = head_dim * max(1, round(width / head_dim))
+    return {"n_layer": n_layer, "n_head": d_model // head_dim, "d_model": d_model}
 
 
 # name -> shape kwargs of ModelConfig, smallest first

@@ -83,6 +83,54 @@ def test_csv_missing_columns_are_named(tmp_path):
         collect(csv, columns="N")
 
 
+def test_csv_with_learning_curve_files(tmp_path):
+    """Final results in one CSV, each run's curve in its own file named after the run."""
+    pd.DataFrame(
+        {"run": ["a", "b"], "N": [1e8, 2e8], "tokens": [4e9, 8e9], "final": [3.0, 2.8]}
+    ).to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "curves").mkdir()
+    for run, n_rows in (("a", 3), ("b", 4)):
+        pd.DataFrame(
+            {
+                "total_tokens": np.linspace(1e9, 4e9 if run == "a" else 8e9, n_rows),
+                "val": np.r_[np.linspace(5, 3.1, n_rows - 1), np.nan],  # last row: no eval
+                "other": 1.0,
+            }
+        ).to_csv(tmp_path / "curves" / f"{run}.csv", index=False)
+    col = collect(
+        tmp_path / "runs.csv",
+        columns="D=tokens,loss=final",
+        curves=tmp_path / "curves" / "*.csv",
+        curve_columns="tokens=total_tokens,loss=val",
+    )
+    assert list(col.curves.columns) == CURVE_COLUMNS
+    assert col.curves.groupby("run").size().to_dict() == {"a": 2, "b": 3}  # NaN losses dropped
+    b = col.curves[col.curves["run"] == "b"]
+    assert (b["N"] == 2e8).all()
+    np.testing.assert_allclose(b["C"], 6 * 2e8 * b["tokens"])  # 6 N tokens without a C column
+    with pytest.raises(CollectError, match=r"no learning-curve CSV matches .*nothing\*\.csv"):
+        collect(
+            tmp_path / "runs.csv", columns="D=tokens,loss=final", curves=tmp_path / "nothing*.csv"
+        )
+    (tmp_path / "curves" / "c.csv").write_text("total_tokens,val\n1e9,4.0\n")
+    with pytest.raises(CollectError, match=r"c\.csv: runs \['c'\] are not in the results table"):
+        collect(
+            tmp_path / "runs.csv",
+            columns="D=tokens,loss=final",
+            curves=tmp_path / "curves" / "*.csv",
+            curve_columns="tokens=total_tokens,loss=val",
+        )
+    with pytest.raises(CollectError, match=r"a\.csv: columns \['wrong'\] not found"):
+        collect(
+            tmp_path / "runs.csv",
+            columns="D=tokens,loss=final",
+            curves=tmp_path / "curves" / "a.csv",
+            curve_columns="tokens=wrong,loss=val",
+        )
+    with pytest.raises(CollectError, match="go with a CSV source"):
+        collect(tmp_path, curves=tmp_path / "curves" / "*.csv")
+
+
 def test_csv_bad_losses_are_excluded(tmp_path):
     csv = tmp_path / "theirs.csv"
     pd.DataFrame({"N": [1e8, 2e8, 3e8], "D": [1e9] * 3, "loss": [3.0, np.nan, -1]}).to_csv(

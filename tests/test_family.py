@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from scaling.config import ConfigError, MLPKind, ModelConfig, PosEmb
 from scaling.family import (
     CONF_DIR,
-    HEAD_DIM,
+    HEAD_DIMS,
     SIZES,
     config_yaml,
     flops_per_token,
@@ -74,7 +74,9 @@ def test_shape_rule() -> None:
     assert sum(1e4 <= x <= 3e5 for x in n) >= 5  # enough sizes for the CPU demo
     assert n[-1] >= 1e9 * 0.9
     for name, kw in SIZES.items():
-        assert kw["d_model"] == kw["n_head"] * HEAD_DIM
+        head_dim = kw["d_model"] // kw["n_head"]
+        assert kw["d_model"] == kw["n_head"] * head_dim
+        assert head_dim in (16, 32, 64) and HEAD_DIMS[0] <= head_dim <= HEAD_DIMS[1]
         assert (
             0.7
             < param_counts(model_config(name, vocab_size=VOCAB)).non_embedding
@@ -82,6 +84,11 @@ def test_shape_rule() -> None:
             < 1.5
         )
     assert SIZES["1M"] == {"n_layer": 4, "n_head": 9, "d_model": 144}
+    # CPU sizes keep fine 16-wide heads; GPU sizes get 64-wide heads (fast fused attention).
+    assert all(SIZES[k]["d_model"] // SIZES[k]["n_head"] == 16 for k in ("10k", "100k", "1M"))
+    assert all(SIZES[k]["d_model"] // SIZES[k]["n_head"] == 64 for k in ("50M", "100M", "1B"))
+    head_dims = [kw["d_model"] // kw["n_head"] for kw in SIZES.values()]
+    assert head_dims == sorted(head_dims)
 
 
 def test_shipped_yaml_matches_the_rule(tmp_path) -> None:

@@ -117,11 +117,22 @@ def test_compute_optimal_has_approaches_bands_and_references(res):
 
 def test_surface_has_contours_frontier_isoflops_and_runs(res):
     fig = draw(plots.plot_surface, res)
-    ax = fig.axes[0]
-    assert gids(ax, "frontier")
-    assert len(gids(ax, "isoflop")) == len(BUDGETS)
-    assert len(gids(ax, "runs:heldout")[0].get_offsets()) == 1
-    assert any(type(a).__name__ == "QuadContourSet" for a in ax.get_children())
+    ax, ax_c = fig.axes[:2]  # (N, D) and (C, N) planes
+    for panel in (ax, ax_c):
+        assert gids(panel, "frontier")
+        assert len(gids(panel, "isoflop")) == len(BUDGETS)
+        assert len(gids(panel, "runs:heldout")[0].get_offsets()) == 1
+        assert any(type(a).__name__ == "QuadContourSet" for a in panel.get_children())
+    # Both frontiers are the fixture's compute-optimal N_opt(C) = G (C/6)^a.
+    a3 = res.fit["approach3"]
+    (n_d, d_n), (c, n_c) = (gids(p, "frontier")[0].get_xydata().T for p in (ax, ax_c))
+    np.testing.assert_allclose(n_c, a3["N_coef"] * c ** a3["a"])
+    np.testing.assert_allclose(6 * n_d * d_n, np.geomspace(c[0], c[-1], len(c)), rtol=1e-6)
+    # Runs sit at their (N, D) on the left and (C, N) on the right.
+    fitted = gids(ax_c, "runs:fitted")[0].get_offsets()
+    np.testing.assert_allclose(
+        fitted[:, 0] / fitted[:, 1], 6 * gids(ax, "runs:fitted")[0].get_offsets()[:, 1], rtol=1e-6
+    )
 
 
 def test_parity_marks_heldout_and_shows_residuals(res):

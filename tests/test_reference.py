@@ -11,12 +11,19 @@ Sources:
 
 from __future__ import annotations
 
+import matplotlib
+
+matplotlib.use("Agg")
+
 import numpy as np
 import pandas as pd
 import pytest
 from fixtures_analysis import REFERENCE
 
+from analysis import plots
+from analysis import style as st
 from analysis.cli import run_fit
+from analysis.collect import collect
 from analysis.fit import fit
 
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no reference data at {REFERENCE}")
@@ -96,3 +103,100 @@ def test_olmo_holdout_through_cli(tmp_path):
         r for r in olmo_runs()["run"] if r.startswith("3B")
     )
     assert out["holdout"]["mean_abs_rel_error"] < 0.012
+
+
+OLMO_CURVES = {
+    "curves": REFERENCE / "olmo_ladder" / "*xC.csv",
+    "curve_columns": "tokens=throughput/total_tokens,loss=eval/c4_en-validation/CrossEntropyLoss,"
+    "step=_step,lr=optim/learning_rate_group0",
+}
+
+
+def test_olmo_learning_curves_from_the_ladder_files():
+    col = collect(
+        REFERENCE / "olmo_ladder" / "ladder_final_c4_summary.csv",
+        columns="D=tokens,loss=c4_loss_final",
+        **OLMO_CURVES,
+    )
+    curves = col.curves
+    assert curves["run"].nunique() == 25  # 5 sizes x 5 lengths (the reruns have no curve file)
+    last = curves.groupby("run").tail(1).set_index("run")
+    runs = col.runs.set_index("run").loc[last.index]
+    # Each curve ends at its run's final tokens and final C4 loss, at the run's N.
+    np.testing.assert_allclose(last["tokens"], runs["D"], rtol=1e-9)
+    np.testing.assert_allclose(last["loss"], runs["loss"], rtol=1e-9)
+    np.testing.assert_array_equal(last["N"], runs["N"])
+
+
+def gids(ax, prefix):
+    return [a for a in ax.get_children() if (a.get_gid() or "").startswith(prefix)]
+
+
+# Hoffmann et al. 2022: Chinchilla, 70B parameters on 1.4T tokens, at Gopher's 5.76e23 FLOPs;
+# their approaches 1 and 2 give a = 0.50 and 0.49 (Table 2).
+CHINCHILLA_MODEL = {"C": 5.76e23, "N": 70e9, "D": 1.4e12}
+
+
+def test_reference_figures_look_like_the_published_ones(tmp_path):
+    """The Chinchilla and OLMo-ladder figures show what the papers show."""
+    chin = tmp_path / "chinchilla"
+    fit_c = run_fit(
+        REFERENCE / "chinchilla_epoch_svg_extracted.csv",
+        chin,
+        columns="N=Model Size,C=Training FLOP,loss=loss",
+        drop_highest=5,
+        grid=500,
+        n_bootstrap=200,
+        targets=[CHINCHILLA_MODEL["C"]],
+        quiet=True,
+    )
+    (target,) = fit_c["targets"]
+    # The fitted frontier puts Chinchilla itself inside its interval at Gopher's compute ...
+    assert target["N_opt_ci"][0] < CHINCHILLA_MODEL["N"] < target["N_opt_ci"][1]
+    assert target["D_opt_ci"][0] < CHINCHILLA_MODEL["D"] < target["D_opt_ci"][1]
+    # ... and the three approaches agree with the paper's a ~ 0.5 (not Kaplan's 0.73).
+    for key in ("approach1", "approach2", "approach3"):
+        assert 0.46 < fit_c[key]["a"] < 0.54, key
+    res = plots.load_results(chin)
+    with st.paper_style():
+        fig = plots.plot_surface(res)
+    # Hoffmann et al. Fig. 4 (left): iso-loss contours over (C, N) with the efficient frontier.
+    ax_c = fig.axes[1]
+    c, n = gids(ax_c, "frontier")[0].get_xydata().T
+    assert ax_c.get_xlabel().startswith("compute") and "parameters" in ax_c.get_ylabel()
+    n_at = np.exp(np.interp(np.log(CHINCHILLA_MODEL["C"]), np.log(c), np.log(n)))
+    assert n_at == pytest.approx(target["N_opt"], rel=1e-3)
+    with st.paper_style():
+        fig = plots.plot_compute_optimal(res)
+    # Hoffmann et al. Fig. 1 / Table 3: every approach's N_opt line passes near Chinchilla's 70B
+    # at Gopher's compute (theirs: 67B, 63B and 40B for approaches 1, 2 and 3).
+    for key in ("approach1", "approach2", "approach3"):
+        c, n = gids(fig.axes[0], f"fit:{key}")[0].get_xydata().T
+        assert c.max() >= CHINCHILLA_MODEL["C"]
+        n_at = np.exp(np.interp(np.log(CHINCHILLA_MODEL["C"]), np.log(c), np.log(n)))
+        assert 45e9 < n_at < 100e9, (key, n_at)
+
+    olmo = tmp_path / "olmo"
+    fit_o = run_fit(
+        REFERENCE / "olmo_ladder" / "ladder_final_c4_summary.csv",
+        olmo,
+        columns="D=tokens,loss=c4_loss_final",
+        holdout="size == '3B'",
+        grid=500,
+        n_bootstrap=0,
+        quiet=True,
+        **OLMO_CURVES,
+    )
+    assert fit_o["holdout"]["mean_abs_rel_error"] < 0.012
+    res = plots.load_results(olmo)
+    with st.paper_style():
+        curves_fig = plots.plot_learning_curves(res)
+        parity_fig = plots.plot_parity(res)
+    # The ladder's loss curves: one line per run, one colour per size, falling to the end.
+    for ax in curves_fig.axes[:2]:
+        lines = gids(ax, "curve:")
+        assert len(lines) == 25
+        assert len({tuple(line.get_color()) for line in lines}) == 5
+        assert all(line.get_ydata()[-1] < line.get_ydata()[0] for line in lines)
+    # The 3B runs predicted from the smaller sizes, marked as held out.
+    assert len(gids(parity_fig.axes[0], "runs:heldout")[0].get_offsets()) == 6
