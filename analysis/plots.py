@@ -611,7 +611,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     # The (C, N) panel reaches out to the target computes, as Hoffmann et al.'s reaches Gopher's.
     targets = [t for t in res.fit.get("targets") or [] if t.get("N_opt")]
     c_lo, c_hi = runs["C"].min() / 3, max([runs["C"].max()] + [t["C"] for t in targets]) * 3
-    nc_hi = max([n_hi] + [3 * t["N_opt"] for t in targets])
+    nc_hi = max([n_hi] + [1.5 * max(t["N_opt"], *(t.get("N_opt_ci") or [])) for t in targets])
     N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
     if a3 is not None:
         L = _predict(a3, N, D)
@@ -657,7 +657,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
         ax_c.axvline(c, color="0.15", ls=":", lw=0.8, gid="isoflop")
     _run_markers(ax, runs, runs["N"], runs["D"])
     _run_markers(ax_c, runs, runs["C"], runs["N"])
-    for t in targets:
+    for i, t in enumerate(targets):
         ci = t.get("N_opt_ci")
         ax_c.errorbar(
             t["C"],
@@ -668,7 +668,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
             ms=3,
             mfc="white",
             zorder=6,
-            label="target $N_\\mathrm{opt}$",
+            label="target $N_\\mathrm{opt}$" if i == 0 else None,
             gid="target",
         )
     _loglog(ax, ax_c)
