@@ -549,7 +549,9 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
             uniq.keys(),
             loc="outside lower center",
             ncols=3 if fig.get_figwidth() >= st.WIDTHS["double"] else 1,
-            title=f"bands: exponent intervals; references anchored at the fit at mid-$C$ = {_sci(c_mid)}",
+            title="bands: exponent intervals;"
+            + (" " if fig.get_figwidth() >= st.WIDTHS["double"] else "\n")
+            + f"references anchored at the fit at mid-$C$ = {_sci(c_mid)}",
         )
     _note(ax_n, notes)
     return fig
@@ -611,7 +613,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     # The (C, N) panel reaches out to the target computes, as Hoffmann et al.'s reaches Gopher's.
     targets = [t for t in res.fit.get("targets") or [] if t.get("N_opt")]
     c_lo, c_hi = runs["C"].min() / 3, max([runs["C"].max()] + [t["C"] for t in targets]) * 3
-    nc_hi = max([n_hi] + [1.5 * max(t["N_opt"], *(t.get("N_opt_ci") or [])) for t in targets])
+    nc_hi = max([n_hi] + [1.5 * max([t["N_opt"], *(t.get("N_opt_ci") or [])]) for t in targets])
     N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
     if a3 is not None:
         L = _predict(a3, N, D)
@@ -687,7 +689,8 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     for h, lab in extra:
         handles.append(h)
         labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
+    ncols = 3 if fig.get_figwidth() >= st.WIDTHS["double"] else 2
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols))
     _note(ax, [note])
     return fig
 
@@ -755,6 +758,13 @@ PLOTTERS: dict[str, Callable[[Results, str | None], Figure]] = {
 }
 
 
+def render(name: str, res: Results, width: str | None = None) -> Figure:
+    """Figure ``name`` of ``res``, with any tick labels that would overlap unlabelled."""
+    fig = PLOTTERS[name](res, width)
+    st.declutter(fig)
+    return fig
+
+
 def plot_all(
     results_dir: Path,
     out_dir: Path | None = None,
@@ -775,8 +785,7 @@ def plot_all(
     paths: list[Path] = []
     with st.paper_style(style, usetex=usetex):
         for name in names:
-            fig = PLOTTERS[name](res, width)
-            paths += st.save(fig, out_dir / name, fmt)
+            paths += st.save(render(name, res, width), out_dir / name, fmt)
     return paths
 
 

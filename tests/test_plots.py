@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 from fixtures_results import BUDGETS, LAW, SIZES, chinchilla, write_results
+from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis import style as st
@@ -67,6 +68,30 @@ def test_regenerating_gives_identical_bytes(rendered, results_dir, tmp_path):
     ]
     assert sha256(pdfs[0]) == sha256(pdfs[1])
     assert b"CreationDate" not in pdfs[0].read_bytes()
+
+
+@pytest.mark.parametrize("width", ["double", "single"])
+def test_no_label_overlaps_or_sticks_out(res, width):
+    with st.paper_style():
+        for name in plots.FIGURES:
+            assert st.label_problems(plots.render(name, res, width)) == [], name
+
+
+def test_declutter_unlabels_crowded_ticks_and_keeps_the_ticks():
+    with st.paper_style():
+        fig = Figure(figsize=(1.2, 1.0), layout="constrained")
+        ax = fig.subplots()
+        ax.set_xscale("log")
+        ax.set_xlim(1.5e8, 9e8)  # under a decade: minor labels 2, 3, 4, 6 x 1e8 crowd
+        ax.plot([2e8, 8e8], [1, 2])
+        crowded = st.label_problems(fig)
+        assert crowded and all("overlaps" in p for p in crowded)
+        n_ticks = len(ax.xaxis.get_minorticklocs())
+        assert st.declutter(fig) >= 1
+        assert st.label_problems(fig) == []
+        assert len(ax.xaxis.get_minorticklocs()) == n_ticks  # only labels went
+        labels = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+        assert labels  # not everything was thrown away
 
 
 def test_learning_curves_one_colour_per_size_with_envelope(res):

@@ -159,7 +159,8 @@ def test_reference_figures_look_like_the_published_ones(tmp_path):
         assert 0.46 < fit_c[key]["a"] < 0.54, key
     res = plots.load_results(chin)
     with st.paper_style():
-        fig = plots.plot_surface(res)
+        fig = plots.render("surface", res)
+        assert st.label_problems(fig) == []
     # Hoffmann et al. Fig. 4 (left): iso-loss contours over (C, N) with the efficient frontier.
     ax_c = fig.axes[1]
     c, n = gids(ax_c, "frontier")[0].get_xydata().T
@@ -167,7 +168,8 @@ def test_reference_figures_look_like_the_published_ones(tmp_path):
     n_at = np.exp(np.interp(np.log(CHINCHILLA_MODEL["C"]), np.log(c), np.log(n)))
     assert n_at == pytest.approx(target["N_opt"], rel=1e-3)
     with st.paper_style():
-        fig = plots.plot_compute_optimal(res)
+        fig = plots.render("compute_optimal", res)
+        assert st.label_problems(fig) == []
     # Hoffmann et al. Fig. 1 / Table 3: every approach's N_opt line passes near Chinchilla's 70B
     # at Gopher's compute (theirs: 67B, 63B and 40B for approaches 1, 2 and 3).
     for key in ("approach1", "approach2", "approach3"):
@@ -190,8 +192,11 @@ def test_reference_figures_look_like_the_published_ones(tmp_path):
     assert fit_o["holdout"]["mean_abs_rel_error"] < 0.012
     res = plots.load_results(olmo)
     with st.paper_style():
-        curves_fig = plots.plot_learning_curves(res)
-        parity_fig = plots.plot_parity(res)
+        curves_fig = plots.render("learning_curves", res)
+        parity_fig = plots.render("parity", res)
+        for width in ("double", "single"):
+            for name in plots.FIGURES:
+                assert st.label_problems(plots.render(name, res, width)) == [], (name, width)
     # The ladder's loss curves: one line per run, one colour per size, falling to the end.
     for ax in curves_fig.axes[:2]:
         lines = gids(ax, "curve:")
