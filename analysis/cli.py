@@ -178,9 +178,11 @@ def run_fit(
     if 1 in approaches:
         cur = collected.curves
         cur = cur[cur["run"].isin(set(fitted["run"]))] if not cur.empty else cur
-        result["approach1"] = approach1(cur, fitted, k, n_bootstrap, seed, ci)
+        result["approach1"] = approach1(cur, fitted, k, n_bootstrap, seed, ci, targets=targets)
     if 2 in approaches:
-        result["approach2"] = approach2(fitted, k, n_bootstrap, seed, ci, budget_tol_dex)
+        result["approach2"] = approach2(
+            fitted, k, n_bootstrap, seed, ci, budget_tol_dex, targets=targets
+        )
     if rule:
         result["holdout"] = {"rule": rule}
         if held.empty:

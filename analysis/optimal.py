@@ -155,6 +155,29 @@ def _approach1_once(grid, loss, tokens, n, k, subset) -> tuple[float, float, flo
     return a, b, n_coef, d_coef, points
 
 
+def power_law_targets(
+    fit: tuple[float, float, float, float],
+    boots: np.ndarray | None,
+    targets: Sequence[float],
+    ci: float,
+) -> list[dict]:
+    """N_opt, D_opt and D/N at each target compute from fitted power laws (a, b, N_coef, D_coef),
+    with intervals from the bootstrap samples (rows of a, b, N_coef, D_coef) evaluated there."""
+    a, b, n_coef, d_coef = fit
+    rows = []
+    for c in targets:
+        row = {"C": float(c), "N_opt": n_coef * c**a, "D_opt": d_coef * c**b}
+        row["tokens_per_param"] = row["D_opt"] / row["N_opt"]
+        if boots is not None and len(boots):
+            n_s = boots[:, 2] * c ** boots[:, 0]
+            d_s = boots[:, 3] * c ** boots[:, 1]
+            row["N_opt_ci"] = interval(n_s, ci)
+            row["D_opt_ci"] = interval(d_s, ci)
+            row["tokens_per_param_ci"] = interval(d_s / n_s, ci)
+        rows.append(row)
+    return rows
+
+
 def approach1(
     curves: pd.DataFrame,
     runs: pd.DataFrame,
@@ -164,6 +187,7 @@ def approach1(
     ci: float = 0.9,
     n_grid: int = 200,
     c_min: float | None = None,
+    targets: Sequence[float] = (),
 ) -> dict:
     """Minimum loss over all curves at each FLOP value -> N_opt(C), D_opt(C) power laws.
 
@@ -188,6 +212,7 @@ def approach1(
     if not np.isfinite(a):
         return {"error": "approach 1: too few FLOP values where two or more runs overlap"}
     out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
+    boots = None
     if n_boot:
         rng = np.random.default_rng(seed)
         boots = []
@@ -197,6 +222,8 @@ def approach1(
         boots = np.array(boots)
         for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
             out[f"{name}_ci"] = interval(boots[:, j], ci)
+    if targets:
+        out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
     out["points"] = [
         {
             "C": float(c),
@@ -276,6 +303,7 @@ def approach2(
     seed: int = 0,
     ci: float = 0.9,
     tol_dex: float = 0.05,
+    targets: Sequence[float] = (),
 ) -> dict:
     """Per-budget IsoFLOP parabolas of loss against log10 N -> N_opt(C), D_opt(C) power laws."""
     labels = budgets_of(runs, tol_dex)
@@ -288,6 +316,7 @@ def approach2(
             "budgets": budgets,
         }
     out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
+    boots = None
     if n_boot:
         rng = np.random.default_rng(seed)
         boots = []
@@ -297,6 +326,8 @@ def approach2(
         boots = np.array(boots)
         for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
             out[f"{name}_ci"] = interval(boots[:, j], ci)
+    if targets:
+        out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
     out["budgets"] = budgets
     out["n_edge"] = int(sum(bb["edge"] for bb in budgets))
     return out

@@ -165,18 +165,21 @@ def markdown_report(result: dict) -> str:
                 f"{b['n_points']} | {'**edge**' if b['edge'] else ''} |"
             )
         out.append("")
-    if result.get("targets"):
+    rows = [(3, t) for t in result.get("targets") or []]
+    rows += [(i, t) for i in (1, 2) for t in (result.get(f"approach{i}") or {}).get("targets", [])]
+    if rows:
         out += [
             "## Predictions at target compute",
             "",
-            "| C | N_opt | D_opt | D/N | loss |",
-            "|---|---|---|---|---|",
+            "| C | approach | N_opt | D_opt | D/N | loss |",
+            "|---|---|---|---|---|---|",
         ]
-        for t in result["targets"]:
+        for i, t in sorted(rows, key=lambda r: (r[1]["C"], r[0])):
+            loss = f"{fmt(t['loss'])} {fmt_ci(t.get('loss_ci'))}" if "loss" in t else "-"
             out.append(
-                f"| {fmt(t['C'])} | {fmt(t['N_opt'])} {fmt_ci(t.get('N_opt_ci'))} | {fmt(t['D_opt'])} "
-                f"{fmt_ci(t.get('D_opt_ci'))} | {fmt(t['tokens_per_param'])} | {fmt(t['loss'])} "
-                f"{fmt_ci(t.get('loss_ci'))} |"
+                f"| {fmt(t['C'])} | {i} | {fmt(t['N_opt'])} {fmt_ci(t.get('N_opt_ci'))} | "
+                f"{fmt(t['D_opt'])} {fmt_ci(t.get('D_opt_ci'))} | {fmt(t['tokens_per_param'])} | "
+                f"{loss} |"
             )
         out.append("")
     ho = result.get("holdout")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_analysis import TRUE, TRUE_A, synthetic
+from fixtures_analysis import TRUE, TRUE_A, synthetic, true_n_opt
 from scipy.optimize import minimize
 
 from analysis.fit import FitError, Objective, bootstrap, fit, interval
@@ -100,8 +100,8 @@ def test_approaches_agree_with_true_exponent(data, fitted):
     runs, curves = data
     result, boot = fitted
     a3, targets = approach3(result, 6.0, boot, 0.99, [1e21])
-    a1 = approach1(curves, runs, 6.0)
-    a2 = approach2(runs, 6.0)
+    a1 = approach1(curves, runs, 6.0, n_boot=100, targets=[1e21])
+    a2 = approach2(runs, 6.0, n_boot=100, targets=[1e21])
     assert a3["a"] == pytest.approx(TRUE_A, abs=0.03)
     assert a3["a_ci"][0] <= a3["a"] <= a3["a_ci"][1]
     assert a2["a"] == pytest.approx(TRUE_A, abs=0.03)
@@ -113,6 +113,14 @@ def test_approaches_agree_with_true_exponent(data, fitted):
         targets[0]["D_opt"] / targets[0]["N_opt"]
     )
     assert targets[0]["loss_ci"][0] <= targets[0]["loss"] <= targets[0]["loss_ci"][1]
+    # Approaches 1 and 2 predict the allocation at the target too, near the truth, with
+    # intervals from their own bootstrap (the power laws evaluated at C per resample).
+    for a in (a1, a2):
+        (t,) = a["targets"]
+        assert t["N_opt"] == pytest.approx(a["N_coef"] * 1e21 ** a["a"])
+        assert t["N_opt"] == pytest.approx(true_n_opt(1e21), rel=0.15)
+        assert t["N_opt_ci"][0] < true_n_opt(1e21) < t["N_opt_ci"][1]
+        assert t["tokens_per_param"] == pytest.approx(t["D_opt"] / t["N_opt"])
 
 
 def test_approach2_flags_budget_with_minimum_at_edge(data):
