@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import CONVENTIONS, Collected, CollectError, collect
-from analysis.fit import FitError, bootstrap, fit
+from analysis.fit import FitError, bootstrap, fit, summarize
 from analysis.laws import get_law
 from analysis.optimal import approach1, approach2, approach3, flops_factor
-from analysis.report import fmt, fmt_ci, write_outputs
+from analysis.report import fmt, fmt_ci, law_param_names, write_outputs
 
 
 def _mark(collected: Collected, mask: np.ndarray, reason: str) -> None:
@@ -173,8 +173,7 @@ def run_fit(
             result["approach3"], result["targets"] = approach3(fit_res, k, boot, ci, targets)
         else:
             result["approach3"] = {"error": f"approach 3 needs the chinchilla law, not {law!r}"}
-            result["law_fit"] = {"law": law, "formula": the_law.formula, **fit_res.params}
-            result["law_fit"]["objective"] = fit_res.objective
+            result["law_fit"] = summarize(fit_res, boot, ci)
     if 1 in approaches:
         cur = collected.curves
         cur = cur[cur["run"].isin(set(fitted["run"]))] if not cur.empty else cur
@@ -213,6 +212,12 @@ def summary_text(result: dict, paths: dict) -> str:
             f"L = {fmt(a3['E'])} + {fmt(a3['A'])}/N^{fmt(a3['alpha'])} + {fmt(a3['B'])}/D^{fmt(a3['beta'])}"
             f"   ({a3['n_best']}/{a3['n_starts']} starts reached the best optimum)"
         )
+    lf = result.get("law_fit")
+    if lf:
+        params = ", ".join(
+            f"{k} = {fmt(lf[k])} {fmt_ci(lf.get(k + '_ci'))}".rstrip() for k in law_param_names(lf)
+        )
+        lines.append(f"{lf['law']}: {lf['formula']}; {params}  ({pct}% intervals)")
     for i in (1, 2, 3):
         ap = result.get(f"approach{i}")
         if ap is None:

@@ -21,7 +21,7 @@ from analysis.wandb_offline import read_offline_run
 
 CONVENTIONS = ("kaplan", "6n", "chinchilla")
 RUN_COLUMNS = [
-    "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D",
+    "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr",
     "tokens_per_param", "heldout", "entropy_rate", "budget", "exclusion_reason",
 ]  # fmt: skip
@@ -29,7 +29,7 @@ CURVE_COLUMNS = [
     "run", "sweep", "size", "N", "step", "tokens",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "lr",
 ]  # fmt: skip
-CSV_TARGETS = ("run", "sweep", "size", "status", "N", "D", "C", "loss", "seed", "lr")
+CSV_TARGETS = ("run", "sweep", "size", "status", "N", "D", "S", "C", "loss", "seed", "lr")
 CURVE_TARGETS = ("run", "step", "tokens", "C", "loss", "train_loss", "lr")
 
 
@@ -134,6 +134,7 @@ def _summary_row(s: Mapping, convention: str, default_run: str, default_sweep: s
         "N_total": _num(_first(s, "N_total", "params.total")),
         "N_with_head": _num(_first(s, "N_with_head", "params.with_head")),
         "D": _num(_first(s, "D", "tokens")),
+        "S": _num(_first(s, "steps", "S")),  # optimiser steps, for Kaplan's L(N, S)
         "loss": _num(_first(s, "final_val_loss", "val/loss", "val_loss", "val.loss")),
         "train_loss": _num(_first(s, "final_train_loss", "train/loss", "train_loss")),
         "seed": _first(s, "seed"),
@@ -265,26 +266,39 @@ def from_wandb(
     sweep: str | None = None,
     api=None,
 ) -> Collected:
-    """Runs of a W&B project (``entity/project``) through ``wandb.Api()``, by group or sweep."""
-    if api is None:
-        import wandb
+    """Runs of a W&B project (``entity/project``) through ``wandb.Api()``, by group or sweep.
 
-        api = wandb.Api()
+    Histories are read with ``scan_history`` (every logged row), not ``history`` (a sample),
+    so the approach-1 envelope sees every evaluation.
+    """
     filters = {}
     if group:
         filters["group"] = group
     if sweep:
         filters["sweep"] = sweep
     rows, curves = [], []
-    for run in api.runs(project, filters=filters or None):
-        summary = dict(getattr(run.summary, "_json_dict", run.summary))
-        config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
-        history = run.history(samples=100_000, pandas=True)
-        row, curve = _wandb_row(
-            summary, config, history, run.name, run.group, run.state, convention
-        )
-        rows.append(row)
-        curves.append(curve)
+    import wandb  # only this source needs it; errors below are wandb's and its HTTP client's
+    from requests.exceptions import RequestException
+
+    try:
+        api = wandb.Api() if api is None else api
+        for run in api.runs(project, filters=filters or None):
+            summary = dict(getattr(run.summary, "_json_dict", run.summary))
+            config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
+            history = pd.DataFrame(list(run.scan_history()))
+            row, curve = _wandb_row(
+                summary, config, history, run.name, run.group, run.state, convention
+            )
+            rows.append(row)
+            curves.append(curve)
+    except (wandb.errors.Error, RequestException, ValueError) as err:
+        if isinstance(err, ValueError) and "Could not find" not in str(err):
+            raise  # not the Api's "Could not find project/sweep": a real bug, keep its trace
+        raise CollectError(
+            f"cannot read W&B project {project!r}: {type(err).__name__}: {str(err).rstrip('.')}. "
+            "Log in with `wandb login` (or set WANDB_API_KEY) and give the project as "
+            "wandb:ENTITY/PROJECT; for offline runs pass the wandb/ folder instead"
+        ) from err
     if not rows:
         raise CollectError(f"no runs in W&B project {project!r} with filters {filters or 'none'}")
     return _finish(rows, curves, f"wandb:{project}", convention)
@@ -390,7 +404,7 @@ def from_csv(
     """
     df = pd.read_csv(path)
     mapping = parse_columns(columns)
-    for target in ("N", "D", "C", "loss", "run", "size", "sweep", "status", "seed", "lr"):
+    for target in CSV_TARGETS:
         if target not in mapping and target in df.columns:
             mapping[target] = target
     missing = [src for src in mapping.values() if src not in df.columns]
@@ -416,8 +430,9 @@ def from_csv(
     out["status"] = out.get("status", "completed")
     rows = out.to_dict("records")
     for row in rows:
-        for col in ("N", "D", "C", "C_6n", "loss"):
-            row[col] = _num(row[col])
+        for col in ("N", "D", "S", "C", "C_6n", "loss"):
+            if col in row:
+                row[col] = _num(row[col])
     if not rows:
         raise CollectError(f"CSV {path} has no rows")
     curve_list = csv_curves(curves, curve_columns, pd.DataFrame(rows)) if curves else []

@@ -435,6 +435,26 @@ def bootstrap(
     return xs.reshape(n, k, -1)[np.arange(n), pick]
 
 
+def summarize(result: FitResult, boot: np.ndarray | None = None, ci: float = 0.9) -> dict:
+    """A fit.json entry: natural parameters, their bootstrap intervals (``<name>_ci``), the
+    formula, and how the optimiser got there (objective, starts, starts reaching the best)."""
+    out: dict = {"law": result.law.name, "formula": result.law.formula, **result.params}
+    if boot is not None:
+        for name, vals in result.law.to_natural(boot).items():
+            out[f"{name}_ci"] = interval(vals, ci)
+    out.update(
+        {
+            "objective": result.objective,
+            "n_starts": result.n_starts,
+            "n_best": result.n_best,
+            "huber_delta": result.huber_delta,
+            "asymmetry": result.asymmetry,
+            "n_points": result.n_points,
+        }
+    )
+    return out
+
+
 def interval(samples: np.ndarray, ci: float = 0.9) -> list[float]:
     """Central percentile interval of ``samples`` with coverage ``ci``."""
     s = np.asarray(samples, dtype=float)

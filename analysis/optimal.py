@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.fit import FitError, FitResult, interval
+from analysis.fit import FitError, FitResult, interval, summarize
 
 
 def power_law_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -73,28 +73,14 @@ def approach3(
     """Approach 3 entry of fit.json and the target-compute predictions, with intervals."""
     if result.law.name != "chinchilla":
         raise FitError(f"approach 3 needs the 'chinchilla' law, not {result.law.name!r}")
-    out: dict = {k_: v for k_, v in result.params.items()}
+    out = summarize(result, boot, ci)
     opt = chinchilla_optimum(result.theta, k)
     out.update({key: float(v) for key, v in opt.items()})
     if boot is not None:
-        nat = result.law.to_natural(boot)
-        for name, vals in nat.items():
-            out[f"{name}_ci"] = interval(vals, ci)
         bopt = chinchilla_optimum(boot, k)
         for name in ("a", "b", "N_coef", "D_coef"):
             out[f"{name}_ci"] = interval(bopt[name], ci)
-    out.update(
-        {
-            "objective": result.objective,
-            "n_starts": result.n_starts,
-            "n_best": result.n_best,
-            "huber_delta": result.huber_delta,
-            "asymmetry": result.asymmetry,
-            "law": result.law.name,
-            "k": k,
-            "n_points": result.n_points,
-        }
-    )
+    out["k"] = k
     rows = []
     for c in targets:
         point = _optimum_at(result.theta, float(c), k)

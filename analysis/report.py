@@ -18,7 +18,32 @@ PARAM_LABELS = {
     "beta": r"$\beta$",
     "a": r"$a$ ($N_\mathrm{opt} \propto C^a$)",
     "b": r"$b$ ($D_\mathrm{opt} \propto C^b$)",
+    "Nc": r"$N_c$",
+    "Dc": r"$D_c$",
+    "Sc": r"$S_c$",
+    "alpha_N": r"$\alpha_N$",
+    "alpha_D": r"$\alpha_D$",
+    "alpha_S": r"$\alpha_S$",
 }
+# The registry's laws in LaTeX, for the table caption (analysis/laws.py has the plain forms).
+LAW_TEX = {
+    "chinchilla": r"$L = E + A/N^\alpha + B/D^\beta$",
+    "kaplan_nd": r"$L = [(N_c/N)^{\alpha_N/\alpha_D} + D_c/D]^{\alpha_D}$",
+    "kaplan_ns": r"$L = (N_c/N)^{\alpha_N} + (S_c/S)^{\alpha_S}$",
+    **{f"saturating_{x}": f"$L = E + A/{x}^\\alpha$" for x in "NDC"},
+    **{f"power_{x}": f"$L = A/{x}^\\alpha$" for x in "NDC"},
+}
+# Characters LaTeX treats as commands in text (a CSV column name can hold any of them).
+_TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    """Plain text safe inside a LaTeX paragraph."""
+    return "".join(_TEX_ESCAPES.get(c, c) for c in str(text))
 
 
 def jsonable(obj):
@@ -60,8 +85,23 @@ def _tex_num(x) -> str:
     return s
 
 
+def law_param_names(block: dict | None) -> list[str]:
+    """Parameter names of a law_fit entry, in the order fit.json lists them."""
+    if not block:
+        return []
+    skip = {"law", "formula", "objective", "n_starts", "n_best", "huber_delta", "asymmetry"}
+    return [
+        k
+        for k, v in block.items()
+        if k not in skip
+        and not k.endswith("_ci")
+        and k != "n_points"
+        and isinstance(v, int | float)
+    ]
+
+
 def latex_table(result: dict) -> str:
-    """Booktabs table of the approach-3 parameters and the exponents of each approach."""
+    """Booktabs table of the fitted law's parameters and the exponents of each approach."""
     ci = result.get("bootstrap", {}).get("ci", 0.9)
     lines = [
         r"\begin{table}[t]",
@@ -72,12 +112,14 @@ def latex_table(result: dict) -> str:
         r"\midrule",
     ]
     a3 = result.get("approach3", {})
-    if "error" not in a3:
-        for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
-            if name in a3:
-                c = a3.get(f"{name}_ci")
-                interval = f"[{_tex_num(c[0])}, {_tex_num(c[1])}]" if c and None not in c else "--"
-                lines.append(f"{PARAM_LABELS[name]} & {_tex_num(a3[name])} & {interval} \\\\")
+    law_fit = result.get("law_fit")
+    fitted = law_fit or (a3 if a3 and "error" not in a3 else {})
+    names = [n for n in (*PARAM_LABELS, *law_param_names(law_fit)) if n in fitted]
+    for name in dict.fromkeys(names):
+        c = fitted.get(f"{name}_ci")
+        interval = f"[{_tex_num(c[0])}, {_tex_num(c[1])}]" if c and None not in c else "--"
+        label = PARAM_LABELS.get(name, rf"\texttt{{{tex_escape(name)}}}")
+        lines.append(f"{label} & {_tex_num(fitted[name])} & {interval} \\\\")
     for key, label in (("approach1", "Approach 1"), ("approach2", "Approach 2")):
         ap = result.get(key, {})
         if ap and "error" not in ap:
@@ -88,12 +130,15 @@ def latex_table(result: dict) -> str:
                 lines.append(
                     f"{label}: {PARAM_LABELS[name]} & {_tex_num(ap[name])} & {interval} \\\\"
                 )
+    law = fitted.get("law", "chinchilla")
+    formula = LAW_TEX.get(law, rf"\texttt{{{tex_escape(fitted.get('formula', law))}}}")
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        f"\\caption{{Fit of $L = E + A/N^\\alpha + B/D^\\beta$ (Huber $\\delta={a3.get('huber_delta', '')}$ on "
-        f"$\\log L$, {result.get('n_fitted', '')} runs, FLOPs: {result.get('convention', '')}); "
-        f"intervals from {result.get('bootstrap', {}).get('n', 0)} bootstrap resamples of runs.}}",
+        f"\\caption{{Fit of {formula} (Huber $\\delta={fitted.get('huber_delta', '')}$ on "
+        f"$\\log L$, {result.get('n_fitted', '')} runs, "
+        f"FLOPs: {tex_escape(result.get('convention', ''))}); intervals from "
+        f"{result.get('bootstrap', {}).get('n', 0)} bootstrap resamples of runs.}}",
         r"\label{tab:scaling-fit}",
         r"\end{table}",
     ]
@@ -133,6 +178,22 @@ def markdown_report(result: dict) -> str:
         for name in ("E", "A", "B", "alpha", "beta", "a", "b", "N_coef", "D_coef"):
             if name in a3:
                 out.append(f"| {name} | {fmt(a3[name])} | {fmt_ci(a3.get(name + '_ci'))} |")
+        out.append("")
+    lf = result.get("law_fit")
+    if lf:
+        out += [
+            f"## Law fit: {lf['law']}",
+            "",
+            lf["formula"],
+            "",
+            f"Huber delta {lf['huber_delta']} on log loss, L-BFGS from {lf['n_starts']} starts; "
+            f"{lf['n_best']} reached the best objective {lf['objective']:.6g}.",
+            "",
+            "| parameter | estimate | interval |",
+            "|---|---|---|",
+        ]
+        for name in law_param_names(lf):
+            out.append(f"| {name} | {fmt(lf[name])} | {fmt_ci(lf.get(name + '_ci'))} |")
         out.append("")
     out += [
         "## Compute-optimal exponents",

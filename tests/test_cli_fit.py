@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 
+import numpy as np
+import pandas as pd
 import pytest
 from fixtures_analysis import TRUE_A, synthetic, write_run_store
 
 from analysis.cli import main, run_fit
+from analysis.laws import LAWS
+from analysis.report import LAW_TEX
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +139,41 @@ def test_one_model_size_is_an_error(tmp_path, capsys):
     )
     assert main([str(csv), "--out", str(tmp_path / "o"), "--bootstrap", "0"]) == 2
     assert "at least 2 model sizes" in capsys.readouterr().err
+
+
+def test_other_laws_fit_from_a_csv_with_intervals_report_and_latex(tmp_path):
+    """Kaplan's L(N, S) from a CSV whose column names need escaping in LaTeX."""
+    rng = np.random.default_rng(0)
+    n = np.repeat(np.logspace(5, 8, 6), 6)
+    s = np.tile(np.logspace(3, 5, 6), 6)
+    true = {"Nc": 8.8e13, "alpha_N": 0.076, "Sc": 2.1e3, "alpha_S": 0.76}
+    loss = (true["Nc"] / n) ** true["alpha_N"] + (true["Sc"] / s) ** true["alpha_S"]
+    loss *= np.exp(0.003 * rng.standard_normal(n.size))
+    csv = tmp_path / "kaplan.csv"
+    pd.DataFrame(
+        {"model_params": n, "opt_steps": s, "train_flop": 6 * n * s * 512, "val_loss": loss}
+    ).to_csv(csv, index=False)
+    out = tmp_path / "fit"
+    cols = "N=model_params,S=opt_steps,C=train_flop,loss=val_loss"
+    code = main(
+        [str(csv), "--out", str(out), "--law", "kaplan_ns", "--columns", cols,
+         "--approaches", "3", "--bootstrap", "100"]
+    )  # fmt: skip
+    assert code == 0
+    res = json.loads((out / "fit.json").read_text())
+    lf = res["law_fit"]
+    assert lf["law"] == "kaplan_ns" and "error" in res["approach3"]
+    for name in ("alpha_N", "alpha_S"):
+        lo, hi = lf[f"{name}_ci"]
+        assert lo < true[name] < hi and hi - lo < 0.2 * true[name], name
+    report = (out / "report.md").read_text()
+    assert "## Law fit: kaplan_ns" in report and "| alpha_S |" in report
+    tex = (out / "table.tex").read_text()
+    assert r"$\alpha_S$" in tex and r"(S_c/S)^{\alpha_S}" in tex
+    assert r"train\_flop" in tex  # the CSV column named in the caption, escaped
+    text = re.sub(r"\$[^$]*\$", "", tex)  # outside math, every _ must be escaped
+    assert not re.search(r"(?<!\\)_", text), text
+
+
+def test_every_law_has_a_latex_formula():
+    assert set(LAWS) <= set(LAW_TEX)

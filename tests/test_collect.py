@@ -200,8 +200,8 @@ class _FakeRun:
         self.name, self.state, self.group = name, state, "demo"
         self.summary, self.config, self._history = summary, {"lr": 1e-3, "_wandb": {}}, history
 
-    def history(self, samples, pandas):
-        return self._history
+    def scan_history(self):
+        return iter(self._history.to_dict("records"))
 
 
 class _FakeApi:
@@ -228,3 +228,23 @@ def test_wandb_api_source():
     assert col.curves["loss"].tolist() == [3.0, 2.5, 3.0, 2.5]
     with pytest.raises(CollectError, match="no runs in W&B project 'ent/proj'"):
         from_wandb("ent/proj", api=_FakeApi([]))
+
+
+class _FailingApi:
+    def __init__(self, err):
+        self.err = err
+
+    def runs(self, path, filters=None):
+        raise self.err
+
+
+@pytest.mark.parametrize("kind", ["not logged in", "no such project"])
+def test_wandb_api_errors_name_the_project_and_the_fix(kind):
+    import wandb
+
+    exc = {
+        "not logged in": wandb.errors.UsageError("No API key configured."),
+        "no such project": ValueError("Could not find project ent/proj"),
+    }[kind]
+    with pytest.raises(CollectError, match=r"cannot read W&B project 'ent/proj'.*wandb login"):
+        from_wandb("ent/proj", api=_FailingApi(exc))

@@ -221,7 +221,8 @@ def test_fit_errors_are_clear(data):
 def test_analysis_never_imports_torch():
     code = (
         "import sys, analysis.collect, analysis.laws, analysis.fit, analysis.optimal, "
-        "analysis.report, analysis.cli, analysis.wandb_offline; "
+        "analysis.report, analysis.cli, analysis.wandb_offline, analysis.wandb_log, "
+        "analysis.plots, analysis.style; "
         "bad = [m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -103,9 +103,12 @@ def test_learning_curves_one_colour_per_size_with_envelope(res):
         assert len({c.get_color() for c in curves}) == len(SIZES)
         assert ax.get_xscale() == ax.get_yscale() == "log"
     assert gids(ax_c, "envelope") and gids(ax_c, "approach1")
-    # Colours follow N: the smallest size is darkest on the sequential map.
+    # Colours follow N on the sequential map: luminance is monotone in size, smallest darkest.
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == list(SIZES)
+    rgb = np.array([matplotlib.colors.to_rgb(h.get_color()) for h in legend.legend_handles])
+    luminance = rgb @ [0.2126, 0.7152, 0.0722]
+    assert np.all(np.diff(luminance) > 0), luminance
 
 
 def test_learning_curves_without_curves_plots_final_points(tmp_path):

@@ -52,6 +52,8 @@ def test_log_analysis_offline_round_trip(offline):
     fit = json.loads((out / "fit.json").read_text())
     for key in ("E", "A", "B", "alpha", "beta", "a", "b"):
         assert summary[f"approach3/{key}"] == pytest.approx(fit["approach3"][key])
+        lo, hi = fit["approach3"][f"{key}_ci"]
+        assert (summary[f"approach3/{key}_lo"], summary[f"approach3/{key}_hi"]) == (lo, hi)
     for approach in ("approach1", "approach2"):
         assert summary[f"{approach}/a"] == pytest.approx(fit[approach]["a"])
 
@@ -60,9 +62,32 @@ def test_log_analysis_offline_round_trip(offline):
         assert row[f"figures/{name}._type"] == "image-file"
     assert row["runs._type"] == "table-file"
     assert row["runs.nrows"] == fit["n_runs"]
+    # The fit table: a, b of each approach and the five approach-3 parameters, with intervals.
+    assert row["fit._type"] == "table-file" and row["fit.nrows"] == 2 + 2 + 7
+    table = wandb_log.fit_table(fit)
+    a3 = table[table["block"] == "approach3"].set_index("parameter")
+    assert a3.loc["alpha", "estimate"] == pytest.approx(fit["approach3"]["alpha"])
+    assert [a3.loc["alpha", "lo"], a3.loc["alpha", "hi"]] == fit["approach3"]["alpha_ci"]
 
     artifacts = {a.name: a for a in records(run_dir, "artifact")}
     assert {m.path for m in artifacts["fit-isoflop"].manifest.contents} >= {"fit.json", "runs.csv"}
+
+
+def test_other_laws_go_to_the_fit_table_and_summary():
+    fit = {
+        "bootstrap": {"ci": 0.9},
+        "approach3": {"error": "approach 3 needs the chinchilla law, not 'kaplan_nd'"},
+        "law_fit": {"law": "kaplan_nd", "formula": "...", "alpha_N": 0.076,
+                    "alpha_N_ci": [0.07, 0.08], "objective": 1e-3, "n_starts": 9, "n_best": 3},
+    }  # fmt: skip
+    table = wandb_log.fit_table(fit)
+    assert table.to_dict("records") == [
+        {"block": "law_fit", "parameter": "alpha_N", "estimate": 0.076, "lo": 0.07, "hi": 0.08,
+         "ci": 0.9}
+    ]  # fmt: skip
+    summary = wandb_log.summary(fit)
+    assert summary["law_fit/alpha_N"] == 0.076 and summary["law_fit/alpha_N_hi"] == 0.08
+    assert "law_fit/n_starts" not in summary
 
 
 def test_failed_approach_goes_to_summary_as_error():
