@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.collect import CONVENTIONS, Collected, CollectError, collect
 from analysis.fit import FitError, bootstrap, fit, summarize
 from analysis.laws import get_law
-from analysis.optimal import approach1, approach2, approach3, flops_factor
+from analysis.optimal import approach1, approach2, approach3, band_grid, flops_factor
 from analysis.report import fmt, fmt_ci, law_param_names, write_outputs
 
 
@@ -144,6 +144,7 @@ def run_fit(
         )
     k = flops_factor(fitted)
     targets = list(targets) if targets else [10 * float(runs.loc[usable, "C"].max())]
+    band_c = band_grid(runs.loc[usable, "C"].to_numpy(float), targets)  # N_opt(C) band abscissae
     result: dict = {
         "source": str(source),
         "convention": collected.convention,
@@ -170,17 +171,21 @@ def run_fit(
             else None
         )
         if law == "chinchilla":
-            result["approach3"], result["targets"] = approach3(fit_res, k, boot, ci, targets)
+            result["approach3"], result["targets"] = approach3(
+                fit_res, k, boot, ci, targets, band_c=band_c
+            )
         else:
             result["approach3"] = {"error": f"approach 3 needs the chinchilla law, not {law!r}"}
             result["law_fit"] = summarize(fit_res, boot, ci)
     if 1 in approaches:
         cur = collected.curves
         cur = cur[cur["run"].isin(set(fitted["run"]))] if not cur.empty else cur
-        result["approach1"] = approach1(cur, fitted, k, n_bootstrap, seed, ci, targets=targets)
+        result["approach1"] = approach1(
+            cur, fitted, k, n_bootstrap, seed, ci, targets=targets, band_c=band_c
+        )
     if 2 in approaches:
         result["approach2"] = approach2(
-            fitted, k, n_bootstrap, seed, ci, budget_tol_dex, targets=targets
+            fitted, k, n_bootstrap, seed, ci, budget_tol_dex, targets=targets, band_c=band_c
         )
     if rule:
         result["holdout"] = {"rule": rule}

@@ -69,6 +69,7 @@ def approach3(
     boot: np.ndarray | None = None,
     ci: float = 0.9,
     targets: Sequence[float] = (),
+    band_c: Sequence[float] = (),
 ) -> tuple[dict, list[dict]]:
     """Approach 3 entry of fit.json and the target-compute predictions, with intervals."""
     if result.law.name != "chinchilla":
@@ -80,6 +81,9 @@ def approach3(
         bopt = chinchilla_optimum(boot, k)
         for name in ("a", "b", "N_coef", "D_coef"):
             out[f"{name}_ci"] = interval(bopt[name], ci)
+        stacked = np.stack([bopt[name] for name in ("a", "b", "N_coef", "D_coef")], axis=1)
+        if (band := power_law_band(stacked, np.asarray(band_c), ci)) is not None:
+            out["band"] = band
     out["k"] = k
     rows = []
     for c in targets:
@@ -164,6 +168,37 @@ def power_law_targets(
     return rows
 
 
+def band_grid(c: np.ndarray, targets: Sequence[float] = (), n: int = 60) -> np.ndarray:
+    """Compute values for interval bands: from half the smallest to twice the largest of the
+    runs' C and the targets, log-spaced, with the targets themselves included."""
+    c = np.asarray([*np.asarray(c, float), *targets], float)
+    c = c[np.isfinite(c) & (c > 0)]
+    if c.size == 0:
+        return np.empty(0)
+    return np.unique(np.concatenate([np.geomspace(c.min() / 2, c.max() * 2, n), list(targets)]))
+
+
+def power_law_band(boots: np.ndarray | None, c_grid: np.ndarray, ci: float) -> dict | None:
+    """Pointwise bootstrap intervals of N_opt(C) and D_opt(C) on ``c_grid``.
+
+    boots: (n, 4) rows of (a, b, N_coef, D_coef). Each resample's power law is evaluated at
+    every C and the percentile interval taken per C, so the band widens away from the data as
+    the exponent and the coefficient trade off, instead of pivoting about one arbitrary C.
+    """
+    if boots is None or not len(boots) or not len(c_grid):
+        return None
+    c = np.asarray(c_grid, float)[None, :]  # (1, G)
+    out: dict = {"C": c[0].tolist()}
+    for name, exp, coef in (("N_opt", 0, 2), ("D_opt", 1, 3)):
+        vals = boots[:, coef, None] * c ** boots[:, exp, None]  # (n, G)
+        vals = np.where(np.isfinite(vals) & (vals > 0), vals, np.nan)
+        if np.isnan(vals).all():
+            return None
+        lo, hi = np.nanpercentile(vals, [50 * (1 - ci), 50 * (1 + ci)], axis=0)
+        out[f"{name}_ci"] = [lo.tolist(), hi.tolist()]
+    return out
+
+
 def approach1(
     curves: pd.DataFrame,
     runs: pd.DataFrame,
@@ -174,6 +209,7 @@ def approach1(
     n_grid: int = 200,
     c_min: float | None = None,
     targets: Sequence[float] = (),
+    band_c: Sequence[float] = (),
 ) -> dict:
     """Minimum loss over all curves at each FLOP value -> N_opt(C), D_opt(C) power laws.
 
@@ -210,6 +246,8 @@ def approach1(
             out[f"{name}_ci"] = interval(boots[:, j], ci)
     if targets:
         out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
+    if (band := power_law_band(boots, np.asarray(band_c), ci)) is not None:
+        out["band"] = band
     out["points"] = [
         {
             "C": float(c),
@@ -290,6 +328,7 @@ def approach2(
     ci: float = 0.9,
     tol_dex: float = 0.05,
     targets: Sequence[float] = (),
+    band_c: Sequence[float] = (),
 ) -> dict:
     """Per-budget IsoFLOP parabolas of loss against log10 N -> N_opt(C), D_opt(C) power laws."""
     labels = budgets_of(runs, tol_dex)
@@ -314,6 +353,8 @@ def approach2(
             out[f"{name}_ci"] = interval(boots[:, j], ci)
     if targets:
         out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
+    if (band := power_law_band(boots, np.asarray(band_c), ci)) is not None:
+        out["band"] = band
     out["budgets"] = budgets
     out["n_edge"] = int(sum(bb["edge"] for bb in budgets))
     return out

@@ -445,6 +445,15 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
     return fig
 
 
+def _band_title(pointwise: bool, pivoted: bool, fit: dict) -> str:
+    """What the shaded bands are, for the legend title."""
+    pct = round(100 * (fit.get("bootstrap") or {}).get("ci", 0.9))
+    kinds = [f"{pct}% bootstrap intervals"] * pointwise + [
+        "exponent intervals at mid-$C$"
+    ] * pivoted
+    return f"bands: {' / '.join(kinds)};" if kinds else "no interval bands;"
+
+
 def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
     """N_opt(C) and D_opt(C) from approaches 1-3 with interval bands and published slopes."""
     fig, (ax_n, ax_d) = _figure(2, width)
@@ -455,6 +464,7 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
     grid = np.geomspace(c_lo / 2, c_hi * 2, 200)
     c_mid = _mid_c(res.runs)
     notes, anchor = [], None
+    pointwise = pivoted = False  # which kinds of interval band were drawn (for the legend)
     # y-limits follow the fitted lines, points and targets: a wide interval band is clipped
     # rather than stretching the axis over dozens of decades
     seen: dict = {ax_n: [], ax_d: []}
@@ -470,13 +480,20 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
             line = block[coef] * grid ** block[exp]
             ax.plot(grid, line, color=color, lw=1.2, label=label, gid=f"fit:{key}")
             seen[ax] += [float(line[0]), float(line[-1])]
-            mid = block[coef] * c_mid ** block[exp]
-            ci = block.get(f"{exp}_ci")
-            if ci and all(np.isfinite(ci)):
+            band = (block.get("band") or {}).get(f"{'N' if exp == 'a' else 'D'}_opt_ci")
+            if band and _finite(*band[0], *band[1]):
+                # pointwise bootstrap interval of the whole power law (fit.json "band")
+                bx, (lo, hi) = np.asarray(block["band"]["C"]), np.asarray(band)
+                pointwise = True
+            elif (ci := block.get(f"{exp}_ci")) and all(np.isfinite(ci)):
+                # older fit.json: only the exponent's interval, pivoting about mid-C
+                mid = block[coef] * c_mid ** block[exp]
                 ends = np.stack([mid * (grid / c_mid) ** e for e in ci])
-                ax.fill_between(
-                    grid, ends.min(0), ends.max(0), color=color, alpha=0.15, lw=0, gid=f"band:{key}"
-                )
+                bx, lo, hi = grid, ends.min(0), ends.max(0)
+                pivoted = True
+            else:
+                continue
+            ax.fill_between(bx, lo, hi, color=color, alpha=0.15, lw=0, gid=f"band:{key}")
         if key == "approach3" or anchor is None:
             anchor = block
         if key == "approach1" and block.get("points"):
@@ -549,7 +566,7 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
             uniq.keys(),
             loc="outside lower center",
             ncols=3 if fig.get_figwidth() >= st.WIDTHS["double"] else 1,
-            title="bands: exponent intervals;"
+            title=_band_title(pointwise, pivoted, fit)
             + (" " if fig.get_figwidth() >= st.WIDTHS["double"] else "\n")
             + f"references anchored at the fit at mid-$C$ = {_sci(c_mid)}",
         )

@@ -180,6 +180,14 @@ def build_fit(runs: pd.DataFrame, curves: pd.DataFrame) -> dict:
         "huber_delta": 1e-3,
         "law": "chinchilla",
     }
+    # A pointwise band (as scaling-fit writes it), widening away from the sampled compute;
+    # approaches 1 and 2 keep only exponent intervals, as older fit.json files do.
+    band_c = np.geomspace(BUDGETS[0] / 2, 2e22, 30)
+    widen = 1.1 * np.exp(0.05 * np.abs(np.log10(band_c) - 18.5))
+    approach3["band"] = {"C": band_c.tolist()}
+    for name, exp, coef in (("N_opt", "a", "N_coef"), ("D_opt", "b", "D_coef")):
+        line = alloc[coef] * band_c ** alloc[exp]
+        approach3["band"][f"{name}_ci"] = [(line / widen).tolist(), (line * widen).tolist()]
 
     held = runs[runs["heldout"]]
     pred = chinchilla(held["N"], held["D"], **LAW)

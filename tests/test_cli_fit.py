@@ -177,3 +177,26 @@ def test_other_laws_fit_from_a_csv_with_intervals_report_and_latex(tmp_path):
 
 def test_every_law_has_a_latex_formula():
     assert set(LAWS) <= set(LAW_TEX)
+
+
+def test_compute_optimal_bands_are_pointwise_bootstrap_intervals(cli_out):
+    """Each approach's band agrees with its target intervals and is narrowest where the runs are."""
+    res = json.loads((cli_out / "fit.json").read_text())
+    runs_c = [r for r in pd.read_csv(cli_out / "runs.csv")["C"] if r > 0]
+    for i in (1, 2, 3):
+        ap = res[f"approach{i}"]
+        band = ap["band"]
+        c = np.array(band["C"])
+        assert c.min() < min(runs_c) and c.max() >= 1e22
+        targets = ap["targets"] if i != 3 else res["targets"]
+        for t in targets:
+            j = band["C"].index(t["C"])
+            for name in ("N_opt", "D_opt"):
+                ends = [band[f"{name}_ci"][0][j], band[f"{name}_ci"][1][j]]
+                assert ends == pytest.approx(t[f"{name}_ci"], rel=1e-9), (i, name)
+        lo, hi = (np.array(e) for e in band["N_opt_ci"])
+        line = ap["N_coef"] * c ** ap["a"]
+        assert np.all(lo <= line * 1.000001) and np.all(line <= hi * 1.000001), i
+        width = np.log(hi / lo)
+        inside = (c >= min(runs_c)) & (c <= max(runs_c))
+        assert width[inside].min() < width[-1], i  # extrapolating to 1e22 is less certain

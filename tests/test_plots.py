@@ -137,7 +137,16 @@ def test_compute_optimal_has_approaches_bands_and_references(res):
         refs = {a.get_gid() for a in gids(ax, "reference:")}
         assert refs == {f"reference:{name}" for name, *_ in plots.REFERENCES}
     legend = fig.legends[0]
-    assert "anchored" in legend.get_title().get_text()
+    title = legend.get_title().get_text()
+    assert "anchored" in title
+    # approach 3 has a pointwise bootstrap band in fit.json; 1 and 2 only exponent intervals
+    assert "90% bootstrap intervals" in title and "exponent intervals at mid-$C$" in title
+    band = res.fit["approach3"]["band"]
+    (poly,) = gids(fig.axes[0], "band:approach3")
+    verts = poly.get_paths()[0].vertices
+    for c, lo, hi in list(zip(band["C"], *band["N_opt_ci"]))[::7]:
+        ys = verts[np.isclose(verts[:, 0], c, rtol=1e-9), 1]
+        assert np.allclose(sorted(ys)[:1] + sorted(ys)[-1:], [lo, hi], rtol=1e-9), c
     labels = [t.get_text() for t in legend.get_texts()]
     assert any("Kaplan" in t and "0.73" in t for t in labels)
     assert any("Chinchilla approach 3" in t and "0.46" in t for t in labels)
