@@ -14,7 +14,14 @@ import pandas as pd
 from analysis.collect import CONVENTIONS, Collected, CollectError, collect
 from analysis.fit import FitError, bootstrap, fit, summarize
 from analysis.laws import get_law
-from analysis.optimal import approach1, approach2, approach3, band_grid, flops_factor
+from analysis.optimal import (
+    approach1,
+    approach2,
+    approach3,
+    band_grid,
+    budgets_of,
+    flops_factor,
+)
 from analysis.report import fmt, fmt_ci, law_param_names, write_outputs
 
 
@@ -45,10 +52,17 @@ def apply_holdout(runs: pd.DataFrame, rule: str | None) -> str | None:
         frac = float(rule.split(":", 1)[1]) if ":" in rule else 0.2
         if not 0 < frac < 1:
             raise FitError(f"hold-out fraction must be in (0, 1), got {frac}")
+        # Whole IsoFLOP budgets: splitting one would let the fit see half of the profile it is
+        # asked to predict. Take budgets from the top until they hold >= frac of the runs.
         c = runs.loc[usable, "C"]
         n_out = max(1, math.ceil(frac * len(c)))
-        held = runs.index.isin(c.sort_values().index[-n_out:])
-        rule = f"largest C {round(100 * frac)}%"
+        labels = pd.Series(budgets_of(runs.loc[usable]), index=c.index)
+        cut = labels[c.sort_values().index[-n_out]]
+        held = runs.index.isin(labels.index[labels >= cut])
+        rule = (
+            f"largest C {round(100 * frac)}%: whole budgets, "
+            f"C >= {c[labels >= cut].min():.3g}, {int(held.sum())} of {len(c)} runs"
+        )
     elif rule == "largest-N":
         held = usable & (runs["N"] == runs.loc[usable, "N"].max())
         rule = "largest N"
@@ -62,6 +76,24 @@ def apply_holdout(runs: pd.DataFrame, rule: str | None) -> str | None:
             ) from None
     runs["heldout"] = runs["heldout"].to_numpy(bool) | np.asarray(held, bool)
     return rule
+
+
+def run_weights(runs: pd.DataFrame, expr: str) -> np.ndarray:
+    """Per-run weights of the parametric fit: a pandas expression on the runs table, e.g.
+    ``"C ** 0.5"`` to favour the large runs the extrapolation depends on."""
+    try:
+        w = np.asarray(runs.eval(expr), dtype=float) * np.ones(len(runs))
+    except Exception as err:
+        raise FitError(
+            f"--weights {expr!r} is not an expression on the runs table's columns "
+            f"{list(runs.columns)}: {err}"
+        ) from None
+    if w.shape != (len(runs),) or not np.isfinite(w).all() or (w < 0).any() or not w.any():
+        raise FitError(
+            f"--weights {expr!r} must give one finite, non-negative weight per run, not all "
+            f"zero; got {w[:5].tolist()}{'...' if w.size > 5 else ''}"
+        )
+    return w
 
 
 def _holdout_check(result, held: pd.DataFrame) -> dict:
@@ -101,6 +133,7 @@ def run_fit(
     targets: Sequence[float] | None = None,
     huber_delta: float = 1e-3,
     asymmetry: float = 1.0,
+    weights: str | None = None,
     grid: int | None = None,
     drop_highest: int = 0,
     group: str | None = None,
@@ -142,6 +175,7 @@ def run_fit(
             f"no runs left to fit in {source}: {len(runs)} collected, "
             f"{int((~usable).sum())} excluded, {len(held)} held out"
         )
+    w = run_weights(fitted, weights) if weights else None
     k = flops_factor(fitted)
     targets = list(targets) if targets else [10 * float(runs.loc[usable, "C"].max())]
     band_c = band_grid(runs.loc[usable, "C"].to_numpy(float), targets)  # N_opt(C) band abscissae
@@ -154,6 +188,7 @@ def run_fit(
         "excluded": collected.excluded,
         "heldout_runs": held["run"].tolist(),
         "bootstrap": {"n": n_bootstrap, "seed": seed, "ci": ci},
+        "weights": weights,
     }
     the_law = get_law(law)
     fit_res = None
@@ -164,9 +199,17 @@ def run_fit(
             starts=_starts(the_law, grid, seed),
             delta=huber_delta,
             asymmetry=asymmetry,
+            weights=w,
         )
         boot = (
-            bootstrap(fit_res, fitted, n=n_bootstrap, seed=seed, groups=fitted["run"].to_numpy())
+            bootstrap(
+                fit_res,
+                fitted,
+                n=n_bootstrap,
+                seed=seed,
+                groups=fitted["run"].to_numpy(),
+                weights=w,
+            )
             if n_bootstrap
             else None
         )
@@ -273,6 +316,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=_floats, help="target compute(s), e.g. 1e21,1e23")
     p.add_argument("--huber-delta", type=float, default=1e-3)
     p.add_argument("--asymmetry", type=float, default=1.0, help=">1: lower-envelope fit")
+    p.add_argument(
+        "--weights",
+        help="per-run weights of the parametric fit, an expression on the runs table "
+        "(e.g. 'C ** 0.5'); default: equal",
+    )
     p.add_argument("--grid", type=int, help="use a random subset of this many grid starts")
     p.add_argument("--drop-highest", type=int, default=0, help="exclude the k highest-loss runs")
     p.add_argument("--group", help="W&B group (the sweep's name)")
@@ -319,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets=args.target,
             huber_delta=args.huber_delta,
             asymmetry=args.asymmetry,
+            weights=args.weights,
             grid=args.grid,
             drop_highest=args.drop_highest,
             group=args.group,

@@ -157,8 +157,10 @@ def markdown_report(result: dict) -> str:
         f"{len(result.get('heldout_runs', []))} held out, {len(result.get('excluded', []))} excluded",
         f"- bootstrap: {result.get('bootstrap', {}).get('n', 0)} resamples of runs, seed "
         f"{result.get('bootstrap', {}).get('seed')}, {round(100 * ci)}% percentile intervals",
-        "",
     ]
+    if result.get("weights"):
+        out.append(f"- parametric-fit weights per run: `{result['weights']}`")
+    out.append("")
     a3 = result.get("approach3", {})
     if a3:
         out += ["## Approach 3: parametric fit", ""]

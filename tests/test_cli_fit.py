@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fixtures_analysis import TRUE_A, synthetic, write_run_store
 
-from analysis.cli import main, run_fit
+from analysis.cli import apply_holdout, main, run_fit
 from analysis.laws import LAWS
 from analysis.report import LAW_TEX
 
@@ -29,7 +29,7 @@ def cli_out(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit")
     code = main(
         [str(store), "--out", str(out), "--bootstrap", "60", "--grid", "200", "--convention", "6n",
-         "--holdout", "largest-C:0.15", "--target", "1e21,1e22"]
+         "--holdout", "largest-C:0.1", "--target", "1e21,1e22"]
     )  # fmt: skip
     assert code == 0
     return out
@@ -87,7 +87,10 @@ def test_fit_json_follows_the_contract(cli_out):
     for key in ("N_opt_ci", "D_opt_ci", "loss_ci", "tokens_per_param"):
         assert key in res["targets"][0]
     ho = res["holdout"]
-    assert ho["rule"] == "largest C 15%" and len(ho["runs"]) == len(res["heldout_runs"]) > 0
+    assert (
+        ho["rule"].startswith("largest C 10%: whole budgets")
+        and len(ho["runs"]) == len(res["heldout_runs"]) > 0
+    )
     assert ho["mean_abs_rel_error"] < 0.02
 
 
@@ -200,3 +203,40 @@ def test_compute_optimal_bands_are_pointwise_bootstrap_intervals(cli_out):
         width = np.log(hi / lo)
         inside = (c >= min(runs_c)) & (c <= max(runs_c))
         assert width[inside].min() < width[-1], i  # extrapolating to 1e22 is less certain
+
+
+def test_largest_c_holdout_takes_whole_budgets():
+    # 4 IsoFLOP budgets x 4 sizes, FLOPs jittered within a budget as the trainer's rounding does
+    c = np.repeat([1e17, 1e18, 1e19, 1e20], 4) * np.tile([1.0, 1.002, 0.998, 1.001], 4)
+    runs = pd.DataFrame(
+        {"run": [f"r{i}" for i in range(16)], "C": c, "N": 1e6, "heldout": False,
+         "exclusion_reason": ""}
+    )  # fmt: skip
+    runs.loc[15, "exclusion_reason"] = "status diverged"  # excluded runs are never held out
+    rule = apply_holdout(runs, "largest-C:0.1")  # 2 of 15 usable runs -> the whole top budget
+    assert runs["heldout"].tolist() == [False] * 12 + [True] * 3 + [False]
+    assert "whole budgets" in rule and "3 of 15 runs" in rule
+    runs["heldout"] = False
+    apply_holdout(runs, "largest-C:0.3")  # 5 runs -> two budgets
+    assert runs["heldout"].sum() == 7
+
+
+def test_weights_expression_weights_the_parametric_fit(store, tmp_path, capsys):
+    """Zero weight on the smallest size fits like leaving it out; bad expressions fail early."""
+    common = ["--approaches", "3", "--bootstrap", "0", "--grid", "200"]
+    out_w, out_h = tmp_path / "w", tmp_path / "h"
+    assert main([str(store), "--out", str(out_w), "--weights", "N > N.min()", *common]) == 0
+    runs = pd.read_csv(out_w / "runs.csv")
+    n_min = runs["N"].min()
+    assert main([str(store), "--out", str(out_h), "--holdout", f"N == {n_min}", *common]) == 0
+    weighted = json.loads((out_w / "fit.json").read_text())
+    dropped = json.loads((out_h / "fit.json").read_text())
+    assert weighted["weights"] == "N > N.min()"
+    assert "weights per run: `N > N.min()`" in (out_w / "report.md").read_text()
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert weighted["approach3"][name] == pytest.approx(dropped["approach3"][name], rel=1e-3)
+    capsys.readouterr()
+    for bad, msg in (("nope * 2", "not an expression"), ("-C", "non-negative")):
+        assert main([str(store), "--out", str(tmp_path / "bad"), f"--weights={bad}", *common]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # nothing written before the error
