@@ -83,6 +83,8 @@ def _first(mapping: Mapping, *keys, default=None):
 
 
 def _reason(row: dict) -> str:
+    if isinstance(row.get("corrupt"), str):
+        return row["corrupt"]
     if row["status"] != "completed":
         return f"status {row['status']}"
     for col in ("N", "D", "C", "loss"):
@@ -183,24 +185,40 @@ WANDB_ALIASES = {
 
 
 def from_run_store(path: str | Path, convention: str = "chinchilla") -> Collected:
-    """Every run folder (holding summary.json or metrics.csv) under ``path``."""
+    """Every run folder (holding summary.json or metrics.csv) under ``path``.
+
+    Hidden folders (``.hydra``, ``.failed`` where failed runs are moved aside) are skipped. A
+    run whose summary.json or metrics.csv cannot be parsed is kept as status ``corrupt``, its
+    reason naming the file, so it is excluded from fits and listed in the report.
+    """
     path = Path(path)
     if not path.is_dir():
         raise CollectError(f"run store {path} is not a folder")
-    folders = sorted({p.parent for pat in ("summary.json", "metrics.csv") for p in path.rglob(pat)})
+    found = {p.parent for pat in ("summary.json", "metrics.csv") for p in path.rglob(pat)}
+    folders = sorted(
+        f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts)
+    )
     rows, curves = [], []
     for folder in folders:
         summary_file = folder / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        corrupt = None
+        try:
+            summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            summary, corrupt = {}, f"corrupt {summary_file}: {err}"
         row = _summary_row(summary, convention, folder.name, folder.parent.name)
         metrics = folder / "metrics.csv"
         if metrics.exists() and metrics.stat().st_size:
-            df = pd.read_csv(metrics)
-            curve = _curve(df, row, STORE_ALIASES)
+            try:
+                curve = _curve(pd.read_csv(metrics), row, STORE_ALIASES)
+            except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+                curve, corrupt = pd.DataFrame(), corrupt or f"corrupt {metrics}: {err}"
             curves.append(curve)
             if not np.isfinite(row["loss"]) and not curve.empty:
                 row["loss"] = float(curve["loss"].iloc[-1])
-        if not summary_file.exists():
+        if corrupt:
+            row.update(status="corrupt", corrupt=corrupt)
+        elif not summary_file.exists():
             row["status"] = "unfinished"
         rows.append(row)
     if not rows:
@@ -229,6 +247,33 @@ def _wandb_row(summary, config, history, name, group, state, convention):
     return row, curve
 
 
+def _merge_resumed(runs: list[dict]) -> list[dict]:
+    """One record per W&B run id: a run resumed offline writes a second ``offline-run-*``
+    folder with the same id. Histories are joined in time order (folder names start with the
+    start time), a logged step seen twice keeps its later row (the resumed run re-logs the steps
+    after its checkpoint); summary and config are the later ones layered over the earlier."""
+    by_id: dict = {}
+    for run in sorted(runs, key=lambda r: Path(r["path"]).parent.name):
+        by_id.setdefault((run["project"], run["id"] or run["path"]), []).append(run)
+    merged = []
+    for parts in by_id.values():
+        if len(parts) == 1:
+            merged.append(parts[0])
+            continue
+        history = pd.concat([p["history"] for p in parts], ignore_index=True)
+        key = next((k for k in ("trainer/global_step", "step", "tokens") if k in history), None)
+        if key is not None:
+            stepped = history[key].notna()
+            last = ~history[key].duplicated(keep="last") | ~stepped
+            history = history[last].sort_values(key, kind="stable").reset_index(drop=True)
+        out = {**parts[-1], "history": history, "summary": {}, "config": {}}
+        for p in parts:
+            out["summary"].update(p["summary"])
+            out["config"].update(p["config"])
+        merged.append(out)
+    return merged
+
+
 def from_offline(
     path: str | Path, convention: str = "chinchilla", group: str | None = None
 ) -> Collected:
@@ -236,8 +281,7 @@ def from_offline(
     path = Path(path)
     files = sorted(path.rglob("*.wandb")) if path.is_dir() else [path]
     rows, curves = [], []
-    for file in files:
-        run = read_offline_run(file)
+    for run in _merge_resumed([read_offline_run(f) for f in files]):
         if group is not None and run["group"] != group:
             continue
         state = {0: "finished", None: None}.get(run["exit_code"], "failed")

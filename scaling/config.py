@@ -41,12 +41,24 @@ class Tokenizer(Enum):
     bpe = "bpe"
 
 
-class FlopConvention(Enum):
-    """How FLOPs per token are counted; the three conventions of the literature."""
+# How FLOPs per token are counted; the three conventions of the literature:
+#   kaplan      6 * N_non-embedding (Kaplan et al. 2020)
+#   6n          6 * (N_non-embedding + output layer)
+#   chinchilla  detailed count incl. attention (Hoffmann et al. 2022, App. F)
+# Built with the functional API because OmegaConf matches an override against member *names*
+# and "6n" is not an identifier: `train.flops_convention=6n` must work as the README says.
+FlopConvention = Enum(
+    "FlopConvention", {"kaplan": "kaplan", "6n": "6n", "chinchilla": "chinchilla"}, module=__name__
+)
 
-    kaplan = "kaplan"  # 6 * N_non-embedding (Kaplan et al. 2020)
-    n6 = "6n"  # 6 * (N_non-embedding + output layer)
-    chinchilla = "chinchilla"  # detailed count incl. attention (Hoffmann et al. 2022, App. F)
+
+# Lightning's precision settings, checked at composition (a typo such as bf17 fails before any
+# run folder exists). Functional API: the names are not identifiers, and OmegaConf matches names.
+Precision = Enum(
+    "Precision",
+    {p: p for p in ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")},
+    module=__name__,
+)
 
 
 class ScheduleKind(Enum):
@@ -163,7 +175,7 @@ class DataConfig:
     jsonl_key: str = "text"  # field holding the text in each JSONL line
     tokenizer: Tokenizer = Tokenizer.byte
     bpe_vocab_size: int = 4096
-    max_bytes: Optional[int] = 16_000_000  # cap on raw corpus bytes (None: all)
+    max_bytes: Optional[int] = None  # cap on raw corpus bytes (None: all; a cap is recorded)
     val_fraction: float = 0.02  # held-out tail of the corpus, same for every run
     cache_dir: str = ".cache/scaling"  # prepared token files, keyed by content hash
     markov: MarkovConfig = field(default_factory=MarkovConfig)
@@ -208,7 +220,10 @@ class TrainConfig:
     flops_convention: FlopConvention = FlopConvention.chinchilla
     batch_size: int = 32  # sequences per optimiser step; tokens/step = batch_size * seq_len
     n_evals: int = 30  # validation points spaced evenly in log(tokens), plus the final one
-    eval_batches: int = 8  # fixed held-out batches per evaluation
+    # Held-out tokens per evaluation: eval_tokens // seq_len windows spread evenly over the
+    # validation split, the same windows for every run of a corpus whatever its batch size
+    # (evaluated in batches of batch_size), so losses across a sweep compare like for like.
+    eval_tokens: int = 32768
     seed: int = 0
     divergence_factor: float = 4.0  # loss above factor * ln(vocab) (or NaN/inf) -> diverged
     checkpoint_every: int = 200  # steps between last-checkpoint saves (and at the end)
@@ -229,7 +244,7 @@ class TrainConfig:
         )
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.n_evals >= 1, f"train.n_evals={self.n_evals} must be >= 1")
-        _check(self.eval_batches >= 1, f"train.eval_batches={self.eval_batches} must be >= 1")
+        _check(self.eval_tokens >= 1, f"train.eval_tokens={self.eval_tokens} must be >= 1")
 
 
 @dataclass
@@ -286,7 +301,7 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"  # GPU: "bf16-mixed"
+    precision: Precision = Precision["32-true"]  # GPU: bf16-mixed
     compile: bool = False  # torch.compile the model (a GPU option; no gain on CPU)
     num_threads: Optional[int] = None  # torch intra-op threads; None -> torch's default
     peak_flops: Optional[float] = None  # for MFU; None -> measured (CPU) or looked up (GPU)

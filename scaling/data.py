@@ -18,8 +18,10 @@ Built-in corpora (`data.name`):
 - `markov`: a random sparse Markov source whose entropy rate (the irreducible loss) is exact.
 - `text`: the user's corpus at `data.path`: a text file; a `.jsonl` file (the string field
   `data.jsonl_key` of each line); or a folder, of which every file not hidden (no leading dot
-  in its path) that decodes as UTF-8 is read, in sorted relative-path order, joined by a blank
-  line, while files that do not decode (binaries) are skipped and counted in `meta.json`.
+  in its path) that decodes as UTF-8 is read (`.jsonl` files line by line as above), in sorted
+  relative-path order, joined by a blank line, while files that do not decode (binaries) are
+  skipped and counted in `meta.json`. All of it by default; `data.max_bytes` caps it, and a
+  capped corpus says so in `meta.json` and on stderr.
 """
 
 from __future__ import annotations
@@ -282,74 +284,83 @@ def _read_raw(cfg: DataConfig) -> tuple[bytes, str]:
     """The corpus's UTF-8 bytes (capped at max_bytes) and a one-line description."""
     if cfg.name == "stdlib":
         root, rels = _stdlib_files()
-        raw, n_used, n_skipped = _concat_files(root, rels, cfg.max_bytes)
+        docs, n_skipped, capped = _concat_files(root, rels, cfg.max_bytes)
         where = f"Python {sys.version.split()[0]} standard library at {root}"
     else:
         root, rels = _text_files(cfg)
         path = Path(str(cfg.path)).expanduser().resolve()
-        if path.is_file() and path.suffix == ".jsonl":
-            raw, n_used = _read_jsonl(path, cfg.jsonl_key, cfg.max_bytes)
-            n_skipped = 0
-            where = f"JSONL file {path} (field {cfg.jsonl_key!r})"
-        else:
-            raw, n_used, n_skipped = _concat_files(root, rels, cfg.max_bytes)
-            if path.is_file() and n_skipped:
-                raise DataError(f"data.path={path} is not UTF-8 text")
-            where = f"{'file' if path.is_file() else 'folder'} {path}"
+        docs, n_skipped, capped = _concat_files(root, rels, cfg.max_bytes, cfg.jsonl_key)
+        if path.is_file() and n_skipped:
+            raise DataError(f"data.path={path} is not UTF-8 text")
+        kind = "JSONL file" if path.suffix == ".jsonl" else "file"
+        where = f"{kind if path.is_file() else 'folder'} {path}"
+        if path.suffix == ".jsonl" or any(r.endswith(".jsonl") for r in rels):
+            where += f" (JSONL field {cfg.jsonl_key!r})"
+    raw = _cap(DOC_SEP.join(docs), cfg.max_bytes)
     if not raw.strip():
         raise DataError(
-            f"the {cfg.name} corpus ({where}) is empty: {n_used} documents hold no text, "
+            f"the {cfg.name} corpus ({where}) is empty: {len(docs)} documents hold no text, "
             f"{n_skipped} files were skipped as not UTF-8"
         )
-    description = f"{where}: {n_used} documents, {n_skipped} skipped (not UTF-8), {len(raw)} bytes"
+    description = (
+        f"{where}: {len(docs)} documents, {n_skipped} skipped (not UTF-8), {len(raw)} bytes"
+    )
+    if capped:
+        description += f", capped at data.max_bytes={cfg.max_bytes}"
+        print(
+            f"[data] {cfg.name} corpus capped at data.max_bytes={cfg.max_bytes} "
+            "(data.max_bytes=null reads all of it)",
+            file=sys.stderr,
+        )
     return raw, description
 
 
-def _concat_files(root: Path, rels: list[str], max_bytes: int | None) -> tuple[bytes, int, int]:
-    """Join the files that decode as UTF-8, stopping at max_bytes; (bytes, used, skipped)."""
-    parts: list[bytes] = []
+def _concat_files(
+    root: Path, rels: list[str], max_bytes: int | None, jsonl_key: str | None = None
+) -> tuple[list[bytes], int, bool]:
+    """The documents of the files that decode as UTF-8 (each ``.jsonl`` file's lines, when
+    ``jsonl_key`` is given), until max_bytes; (documents, files skipped, capped)."""
+    docs: list[bytes] = []
     total = n_skipped = 0
     for rel in rels:
         if max_bytes is not None and total >= max_bytes:
-            break
-        data = (root / rel).read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            n_skipped += 1
-            continue
-        if not data:
-            continue
-        parts.append(data)
-        total += len(data) + len(DOC_SEP)
-    return _cap(DOC_SEP.join(parts), max_bytes), len(parts), n_skipped
-
-
-def _read_jsonl(path: Path, key: str, max_bytes: int | None) -> tuple[bytes, int]:
-    """Join the `key` field of every JSONL line, stopping at max_bytes; (bytes, used)."""
-    parts: list[bytes] = []
-    total = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if max_bytes is not None and total >= max_bytes:
-                break
-            if not line.strip():
-                continue
+            return docs, n_skipped, True
+        if jsonl_key is not None and rel.endswith(".jsonl"):
+            new = list(_jsonl_docs(root / rel, jsonl_key))
+        else:
+            data = (root / rel).read_bytes()
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno} is not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(key), str):
-                found = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise DataError(
-                    f"{path}:{lineno} has no string field {key!r} (found {found}); "
-                    f'each line must be an object like {{"{key}": "..."}}; '
-                    "set data.jsonl_key to the field that holds the text"
-                )
-            doc = record[key].encode()
-            parts.append(doc)
-            total += len(doc) + len(DOC_SEP)
-    return _cap(DOC_SEP.join(parts), max_bytes), len(parts)
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                n_skipped += 1
+                continue
+            new = [data] if data else []
+        docs += new
+        total += sum(len(d) + len(DOC_SEP) for d in new)
+    return docs, n_skipped, max_bytes is not None and total - len(DOC_SEP) > max_bytes
+
+
+def _jsonl_docs(path: Path, key: str) -> Iterator[bytes]:
+    """The ``key`` field of every line of a JSONL file, as UTF-8 bytes."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{lineno} is not valid JSON ({e.msg})") from None
+                if not isinstance(record, dict) or not isinstance(record.get(key), str):
+                    found = sorted(record) if isinstance(record, dict) else type(record).__name__
+                    raise DataError(
+                        f"{path}:{lineno} has no string field {key!r} (found {found}); "
+                        f'each line must be an object like {{"{key}": "..."}}; '
+                        "set data.jsonl_key to the field that holds the text"
+                    )
+                yield record[key].encode()
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 text") from None
 
 
 def _cap(raw: bytes, max_bytes: int | None) -> bytes:
@@ -592,16 +603,20 @@ class TokenBatches:
 
 
 def val_batches(
-    corpus: Corpus, n_batches: int, batch_size: int, seq_len: int
+    corpus: Corpus, eval_tokens: int, batch_size: int, seq_len: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed held-out batches, evenly spaced over the validation split, the same for every run."""
+    """Fixed held-out windows, evenly spaced over the validation split, in batches.
+
+    The windows depend only on the corpus, ``eval_tokens`` and ``seq_len``: every run of a
+    sweep is scored on the same text whatever its batch size (the last batch may be smaller).
+    """
     windows = _windows(corpus.val_tokens(), seq_len)
-    need = n_batches * batch_size
+    need = max(1, eval_tokens // seq_len)
     if len(windows) < need:
         raise DataError(
             f"the validation split has {corpus.n_val} tokens = {len(windows)} windows of "
-            f"seq_len+1={seq_len + 1}; {n_batches} eval batches of {batch_size} need {need}. "
-            "Raise data.val_fraction or lower train.eval_batches / train.batch_size"
+            f"seq_len+1={seq_len + 1}; train.eval_tokens={eval_tokens} needs {need}. "
+            "Raise data.val_fraction or lower train.eval_tokens"
         )
     idx = np.arange(need) * len(windows) // need  # distinct, since len(windows) >= need
     return [_to_xy(windows[idx[i : i + batch_size]]) for i in range(0, need, batch_size)]

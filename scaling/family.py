@@ -127,7 +127,7 @@ def flops_per_token(cfg: ModelConfig) -> dict[str, float]:
     )
     return {
         FlopConvention.kaplan.value: 6.0 * counts.non_embedding,  # Kaplan et al. 2020: 6N
-        FlopConvention.n6.value: 6.0 * counts.with_head,
+        FlopConvention["6n"].value: 6.0 * counts.with_head,
         FlopConvention.chinchilla.value: 3.0 * forward,  # backward = 2 x forward
     }
 

@@ -90,7 +90,7 @@ def peak_flops(cfg: Config) -> float | None:
         return cfg.trainer.peak_flops
     if cfg.trainer.accelerator == "cpu":
         return measured_cpu_peak_flops()
-    if torch.cuda.is_available() and "bf16" in cfg.trainer.precision:
+    if torch.cuda.is_available() and "bf16" in cfg.trainer.precision.value:
         name = torch.cuda.get_device_name()
         return next((v for k, v in _GPU_BF16_PEAK.items() if k in name), None)
     return None
@@ -105,9 +105,9 @@ class LitGPT(L.LightningModule):
         self.budget = budget
         self.lr = lr
         self.model = GPT(model_cfg)
-        # running sum of the training loss over the current logging window (no per-step sync)
-        self.loss_sum: Tensor | None = None
-        self.loss_n = 0
+        # the training losses of the current logging window, detached on the device: read in
+        # one sync per log row (no per-step .item()), and still step-exact for divergence
+        self.window: list[Tensor] = []
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)[0]
@@ -115,9 +115,7 @@ class LitGPT(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch  # (B, T) each
         _, loss = self.model(x, y)
-        d = loss.detach()
-        self.loss_sum = d if self.loss_sum is None else self.loss_sum + d
-        self.loss_n += 1
+        self.window.append(loss.detach())
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -213,13 +211,14 @@ class RunRecorder(L.Callback):
     def _validate(self, trainer: L.Trainer, pl_module: LitGPT) -> float:
         model = pl_module.model
         model.eval()
-        total = 0.0
+        total, n = 0.0, 0
         with trainer.precision_plugin.forward_context():
-            for x, y in self.val_data:
+            for x, y in self.val_data:  # x, y: (B, T); the last batch may be smaller
                 _, loss = model(x.to(pl_module.device), y.to(pl_module.device))
-                total += loss.item()
+                total += loss.item() * x.shape[0]
+                n += x.shape[0]
         model.train()
-        return total / len(self.val_data)
+        return total / n  # mean over windows
 
     def on_train_batch_end(
         self,
@@ -234,15 +233,16 @@ class RunRecorder(L.Callback):
         last = step >= self.budget.steps
         row: dict[str, Any] | None = None
         if step % self.cfg.train.log_every == 0 or last or step in self.evals:
-            mean = (
-                pl_module.loss_sum / pl_module.loss_n
-                if pl_module.loss_n
-                else torch.tensor(float("nan"), device=pl_module.device)
+            losses = (  # (W,) the window's per-step losses, W = steps since the last row
+                torch.stack(pl_module.window).float()
+                if pl_module.window
+                else torch.full((1,), float("nan"), device=pl_module.device)
             )
-            if trainer.world_size > 1:  # every rank must see the same loss to stop together
-                mean = trainer.strategy.reduce(mean, reduce_op="mean")
-            loss = float(mean.item())
-            pl_module.loss_sum, pl_module.loss_n = None, 0
+            if trainer.world_size > 1:  # every rank must see the same losses to stop together
+                losses = trainer.strategy.reduce(losses, reduce_op="mean")
+            per_step = losses.cpu().tolist()  # the one host sync of the window
+            pl_module.window = []
+            loss = sum(per_step) / len(per_step)
             now = time.perf_counter()
             if step > self._s_window:
                 self.tokens_per_s = (
@@ -257,9 +257,11 @@ class RunRecorder(L.Callback):
             )
             if self.peak and self.tokens_per_s:
                 row["mfu"] = self.tokens_per_s * self.fpt["chinchilla"] / self.peak
-            if not math.isfinite(loss) or loss > self.limit:
+            bad = [i for i, v in enumerate(per_step) if not math.isfinite(v) or v > self.limit]
+            if bad:  # the exact step of the first bad loss, and the row kept in both logs
                 self.store.log_row(row)
-                raise Diverged(step, loss)
+                self._log_wandb(trainer, row)
+                raise Diverged(step - len(per_step) + 1 + bad[0], per_step[bad[0]])
             self.last_train = loss
         if step in self.evals:
             val = self._validate(trainer, pl_module)
@@ -271,6 +273,7 @@ class RunRecorder(L.Callback):
             self.best_val = val if self.best_val is None else min(self.best_val, val)
             if not math.isfinite(val):
                 self.store.log_row(row)
+                self._log_wandb(trainer, row)
                 raise Diverged(step, val)
         if row is not None:
             self.store.log_row(row)

@@ -39,6 +39,8 @@ _NON_SEMANTIC = (
     "trainer.devices",
     "trainer.num_nodes",
     "trainer.strategy",
+    "trainer.progress_every_s",
+    "trainer.peak_flops",  # only the MFU it reports
     "train.resume",
     "train.log_every",
     "train.checkpoint_every",
@@ -111,6 +113,16 @@ class RunStore:
     @property
     def last_ckpt(self) -> Path:
         return self.ckpt_dir / "last.ckpt"
+
+    def move_aside(self, tag: str) -> Path:
+        """Move the folder to ``<experiment>/.<tag>/<name>-<k>`` (the first k free), out of the
+        way of the run store's readers (they skip hidden folders); return the new path."""
+        k = 1
+        while (aside := self.root.parent / f".{tag}" / f"{self.root.name}-{k}").exists():
+            k += 1
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        self.root.rename(aside)
+        return aside
 
     def read_summary(self) -> dict[str, Any] | None:
         """The stored summary, or None if the run was never started."""

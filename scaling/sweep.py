@@ -268,10 +268,7 @@ def _planned(cand: Candidate, plan: Any) -> tuple[PlannedRun, dict[str, Any] | N
         C=b.flops[b.convention],
         steps=b.steps,
         tokens_per_step=conf.train.batch_size * conf.model.seq_len,
-        eval_tokens=n_eval_rows
-        * conf.train.eval_batches
-        * conf.train.batch_size
-        * conf.model.seq_len,
+        eval_tokens=n_eval_rows * conf.train.eval_tokens,
         lr=plan.lr,
         fpt=plan.fpt[b.convention],
         root=plan.store.root,
@@ -338,7 +335,11 @@ def plan_sweep(
                 "make the grid's runs distinct"
             )
         seen[run.root] = " ".join(run.overrides)
-        if prev is not None and prev.get("config_hash") != run.config_hash:
+        if (
+            prev is not None
+            and prev.get("config_hash") != run.config_hash
+            and prev.get("status") != "failed"  # a failed one is moved aside and retried
+        ):
             planner.errors.append(
                 f"{run.root} already holds a run ({prev.get('status')}) with a different config; "
                 "choose another sweep.name= (experiment) or move that folder aside"

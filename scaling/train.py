@@ -94,10 +94,7 @@ def plan_run(cfg: DictConfig) -> Plan:
         )
     tokens_per_step = conf.train.batch_size * conf.model.seq_len
     budget = resolve(conf.train, fpt, counts.non_embedding, tokens_per_step)
-    if (
-        corpus.n_val
-        < conf.train.eval_batches * conf.train.batch_size * (conf.model.seq_len + 1) // 4
-    ):
+    if corpus.n_val < conf.train.eval_tokens // 4:
         log.warning("validation split of %s is small (%d tokens)", corpus.name, corpus.n_val)
     name = conf.run_name or f"{conf.model.name}-{budget.label}"
     store = RunStore(Path(conf.runs_dir) / conf.experiment / name)
@@ -136,21 +133,40 @@ def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
     # one stable id per run folder: a resumed run continues its own W&B run
     run_id = hashlib.sha1(str(plan.store.root.resolve()).encode()).hexdigest()[:12]
     tags = [f"size:{plan.conf.model.name}", f"budget:{plan.budget.label}", *wc.tags]
-    logger = WandbLogger(
-        project=wc.project,
-        entity=wc.entity,
-        group=plan.conf.experiment,
-        job_type="train",
-        name=plan.run_name,
-        id=run_id,
-        save_dir=str(save_dir),
-        mode=mode,
-        tags=tags,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        resume="allow",
-        settings=wandb.Settings(silent=True, init_timeout=30, x_disable_stats=True),
-    )
-    run = logger.experiment
+
+    def make(mode: str) -> Any:
+        return WandbLogger(
+            project=wc.project,
+            entity=wc.entity,
+            group=plan.conf.experiment,
+            job_type="train",
+            name=plan.run_name,
+            id=run_id,
+            save_dir=str(save_dir),
+            mode=mode,
+            tags=tags,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            resume="allow",
+            settings=wandb.Settings(silent=True, init_timeout=30, x_disable_stats=True),
+        )
+
+    logger = make(mode)
+    try:
+        run = logger.experiment  # wandb.init happens here
+    except Exception as err:
+        if wc.mode.value != "auto" or mode != "online":
+            raise
+        # auto chose online (a login, a reachable host) but init failed: train offline rather
+        # than lose the run; `wandb sync` uploads it later. The failed init keeps the run id
+        # claimed in the W&B service process, so that process is torn down first.
+        wandb.teardown()
+        print(
+            f"[{plan.run_name}] W&B online init failed ({type(err).__name__}: {err}); "
+            "logging offline instead",
+            file=sys.stderr,
+        )
+        logger = make("offline")
+        run = logger.experiment
     run.define_metric("tokens")
     run.define_metric("flops")
     for key in ("train/loss", "val/loss", "lr", "perf/*", "flops/*", "epoch"):
@@ -173,6 +189,10 @@ def _ckpt_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
 
 
+def _failed(summary: dict[str, Any]) -> bool:
+    return summary.get("status") == "failed"
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one run (or skip/resume it) and return its summary."""
     t_start = time.perf_counter()
@@ -182,6 +202,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plan.store = _ReplicaStore(plan.store.root)
     conf, store, budget = plan.conf, plan.store, plan.budget
     prev = store.read_summary()
+    if prev is not None and prev.get("config_hash") != plan.config_hash and _failed(prev):
+        # a failed run relaunched with a corrected config (a precision, a batch that fits in
+        # memory): keep the failed record beside it, start afresh
+        if zero:
+            aside = store.move_aside("failed")
+            print(
+                f"[{plan.run_name}] the failed run with another config -> {aside}", file=sys.stderr
+            )
+        prev = None
     if prev is not None and prev.get("config_hash") != plan.config_hash:
         raise ConfigError(
             f"{store.root} already holds a run ({prev.get('status')}) with a different config "
@@ -265,7 +294,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plan.corpus.train_tokens(), conf.train.batch_size, conf.model.seq_len, conf.train.seed
     )
     val = val_batches(
-        plan.corpus, conf.train.eval_batches, conf.train.batch_size, conf.model.seq_len
+        plan.corpus, conf.train.eval_tokens, conf.train.batch_size, conf.model.seq_len
     )
     trainer_ref: dict[str, Any] = {}
     stream = _RankSlice(
@@ -285,8 +314,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     wandb_logger = None
     try:
-        wandb_logger = make_wandb_logger(plan, cfg) if zero else None
         try:
+            wandb_logger = make_wandb_logger(plan, cfg) if zero else None
             status = _fit(plan, module, stream, recorder, wandb_logger, trainer_ref, ckpt_path)
         except Diverged as d:
             status = "diverged"
@@ -464,7 +493,7 @@ def _fit(
             devices=tc.devices,
             num_nodes=tc.num_nodes,
             strategy=tc.strategy,
-            precision=tc.precision,
+            precision=tc.precision.value,
             max_steps=budget.steps,
             max_epochs=-1,
             limit_val_batches=0,

@@ -34,6 +34,24 @@ def test_flops_budget_within_one_percent(conv: str) -> None:
     assert b.label == "C3e12"
 
 
+@pytest.mark.parametrize("conv", ["kaplan", "6n", "chinchilla"])
+def test_flop_convention_override_by_the_name_the_readme_uses(conv: str) -> None:
+    from conftest import compose_train
+    from omegaconf import OmegaConf
+
+    cfg = compose_train("train.flops=1e12", f"train.flops_convention={conv}")
+    assert OmegaConf.to_object(cfg.train).flops_convention is FlopConvention(conv)
+
+
+def test_unknown_flop_convention_lists_the_valid_ones() -> None:
+    from conftest import compose_train
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_train("train.flops_convention=n6")
+    assert "kaplan, 6n, chinchilla" in str(err.value.__cause__)
+
+
 def test_tokens_and_steps_budgets() -> None:
     assert resolve(TrainConfig(tokens=2e7), FPT, N, TPS).label == "D2e7"
     b = resolve(TrainConfig(steps=500), FPT, N, TPS)

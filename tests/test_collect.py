@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,23 @@ def test_run_store_tidy_tables(store, small):
         runs["run"][2]: "status unfinished",
     }
     assert len(col.usable) == len(runs) - 3
+
+
+def test_corrupt_logs_are_listed_and_hidden_folders_skipped(store, small):
+    runs, _ = small
+    folders = sorted(p.parent for p in store.rglob("summary.json"))
+    good = [f for f in folders if f.name not in set(runs["run"][:3])]
+    (good[0] / "summary.json").write_text('{"status": "completed", "N": 1')  # cut off mid-write
+    (good[1] / "metrics.csv").write_bytes(b"step,val_loss\n\xff\xfe\x00garbage\n")
+    aside = store / good[2].parent.name / ".failed" / "old-1"
+    aside.parent.mkdir(parents=True)
+    good[2].rename(aside)  # a failed run moved aside by a relaunch: not a run of the store
+    col = collect(store)
+    assert len(col.runs) == len(runs) - 1
+    reasons = {e["run"]: e["reason"] for e in col.excluded}
+    assert reasons[good[0].name].startswith(f"corrupt {good[0] / 'summary.json'}")
+    assert reasons[good[1].name].startswith(f"corrupt {good[1] / 'metrics.csv'}")
+    assert good[2].name not in set(col.runs["run"])
 
 
 def test_empty_run_store(tmp_path):
@@ -169,6 +187,42 @@ def offline_root(tmp_path_factory):
             [sys.executable, "-c", OFFLINE_SCRIPT, str(root), name, status], check=True, env=env
         )
     return root
+
+
+RESUMED_SCRIPT = textwrap.dedent(
+    """
+    import sys, wandb
+    root, first, last, status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    run = wandb.init(mode="offline", dir=root, project="p", group="demo", name="1M-2xC",
+                     id="resumed0001", resume="allow")
+    for step in range(first, last + 1):  # the relaunch re-logs the steps after its checkpoint
+        row = {"train/loss": 5.0 / step ** 0.1 + (first > 1) * 1e-3, "tokens": step * 4096,
+               "trainer/global_step": step}
+        if step % 100 == 0:
+            row["val/loss"] = 5.0 / step ** 0.1 + 0.01
+        wandb.log(row)
+    wandb.summary.update({"status": status, "N": 1e6, "D": 400 * 4096.0,
+                          "C": {"chinchilla": 1e16}, "run": "1M-2xC"})
+    wandb.finish(exit_code=0 if status == "completed" else 1)
+    """
+)
+
+
+def test_offline_run_resumed_in_two_folders_is_one_run(tmp_path):
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+    for first, last, status in ((1, 250, "running"), (151, 400, "completed")):
+        subprocess.run(
+            [sys.executable, "-c", RESUMED_SCRIPT, str(tmp_path), str(first), str(last), status],
+            check=True,
+            env=env,
+        )
+        time.sleep(1.1)  # the folders are named by their start second
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+    col = collect(tmp_path / "wandb")
+    (row,) = col.runs.to_dict("records")
+    assert row["status"] == "completed" and row["run"] == "1M-2xC"
+    assert col.curves["step"].tolist() == [100, 200, 300, 400]  # each eval once, in order
+    assert col.curves["train_loss"].iloc[1] == pytest.approx(5.0 / 200**0.1 + 1e-3)  # the rerun's
 
 
 def test_read_offline_run(offline_root):

@@ -218,6 +218,30 @@ def test_text_jsonl(tmp_path: Path) -> None:
     assert c.meta()["source"].startswith("JSONL file")
 
 
+def test_text_folder_of_jsonl_shards_reads_their_text_field(tmp_path: Path) -> None:
+    root = tmp_path / "shards"
+    root.mkdir()
+    docs = [f"shard doc {i} " * 30 for i in range(6)]
+    for k in range(2):
+        rows = [json.dumps({"id": i, "text": d}) for i, d in enumerate(docs[3 * k : 3 * k + 3])]
+        (root / f"part-{k}.jsonl").write_text("\n".join(rows) + "\n")
+    (root / "readme.txt").write_text("plain text " * 30)
+    c = load_corpus(text_cfg(tmp_path / "cache", root))
+    got = bytes(c.train_tokens()) + bytes(c.val_tokens())
+    assert got == "\n\n".join([*docs, "plain text " * 30]).encode()
+    assert b'"id"' not in got and "7 documents" in c.meta()["source"]
+
+
+def test_capped_corpus_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "a.txt").write_text("abcdefgh\n" * 2000)  # 18,000 bytes
+    whole = load_corpus(text_cfg(tmp_path / "c1", tmp_path / "a.txt"))
+    assert whole.n_train + whole.n_val == 18_000 and "capped at" not in whole.meta()["source"]
+    cut = load_corpus(text_cfg(tmp_path / "c2", tmp_path / "a.txt", max_bytes=5_000))
+    assert cut.n_train + cut.n_val == 5_000
+    assert "capped at data.max_bytes=5000" in cut.meta()["source"]
+    assert "capped at data.max_bytes=5000" in capsys.readouterr().err
+
+
 def test_text_errors(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="does not exist.*jsonl"):
@@ -317,9 +341,9 @@ def test_token_batches_too_small() -> None:
 def test_val_batches(tmp_path: Path) -> None:
     c = load_corpus(markov_cfg(tmp_path))
     B, T = 4, 16
-    vb = val_batches(c, 3, B, T)
+    vb = val_batches(c, 3 * B * T, B, T)  # 12 windows in 3 batches
     assert len(vb) == 3 and all(x.shape == y.shape == (B, T) for x, y in vb)
-    again = val_batches(c, 3, B, T)
+    again = val_batches(c, 3 * B * T, B, T)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(vb, again))
 
     # every row is a window of the val split, spread over it, and none repeats
@@ -335,8 +359,13 @@ def test_val_batches(tmp_path: Path) -> None:
     assert len(set(starts)) == 3 * B and max(starts) > n_windows // 2
     # the splits are the two ends of one stream: validation tokens are never in training
     assert c.n_train + c.n_val == 50_000 and len(train) == c.n_train
-    with pytest.raises(DataError, match="validation split.*eval batches"):
-        val_batches(c, 100, 32, 64)
+    # the same windows for any batch size (the last batch smaller), so runs compare like for like
+    for b in (5, 12, 1):
+        other = val_batches(c, 3 * B * T, b, T)
+        assert [len(x) for x, _ in other][:-1] == [b] * (len(other) - 1)
+        assert torch.equal(torch.cat([x for x, _ in other]), torch.cat([x for x, _ in vb]))
+    with pytest.raises(DataError, match="validation split.*train.eval_tokens=6400000 needs"):
+        val_batches(c, 6_400_000, 32, 64)
 
 
 def test_batch_stream() -> None:

@@ -87,14 +87,11 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_cfg, monkeypatch) -> 
             assert (a[k] == b[k] == "") or abs(float(a[k]) - float(b[k])) < 1e-4
 
 
+DIVERGING = ("train.steps=40", "optim.lr=50", "optim.grad_clip=0", "schedule.warmup_frac=0")
+
+
 def test_divergence_is_recorded_and_final(tiny_cfg) -> None:
-    cfg = tiny_cfg(
-        "train.steps=40",
-        "optim.lr=50",
-        "optim.grad_clip=0",
-        "experiment=div",
-        "schedule.warmup_frac=0",
-    )
+    cfg = tiny_cfg(*DIVERGING, "experiment=div")
     s = train(cfg)
     assert s["status"] == "diverged"
     assert s["diverged_step"] is not None and 0 < s["diverged_step"] <= 40
@@ -102,8 +99,12 @@ def test_divergence_is_recorded_and_final(tiny_cfg) -> None:
     stored = json.loads((run / "summary.json").read_text())
     assert stored["status"] == "diverged" and stored["diverged_step"] == s["diverged_step"]
     rows = read_metrics(run)
-    assert rows and int(rows[-1]["step"]) == s["diverged_step"]  # nothing logged is lost
+    steps = [int(r["step"]) for r in rows]  # nothing logged is lost: the bad row is the last
+    assert steps and steps[-1] - 5 < s["diverged_step"] <= steps[-1]  # train.log_every=5
     assert train(cfg).get("skipped") is True
+    # step-exact: logging every step finds the same first bad step (same seed, CPU)
+    every = train(tiny_cfg(*DIVERGING, "experiment=div1", "train.log_every=1"))
+    assert every["diverged_step"] == s["diverged_step"]
 
 
 @pytest.mark.parametrize(
@@ -145,6 +146,38 @@ def test_changed_config_for_existing_run_is_refused(tiny_cfg) -> None:
         train(tiny_cfg("train.steps=10", "experiment=chg", "optim.lr=1e-3"))
 
 
+def test_failed_run_relaunched_with_another_config_is_moved_aside(tiny_cfg) -> None:
+    cfg = tiny_cfg("train.steps=10", "experiment=fix")
+    root = Path(cfg.runs_dir) / "fix" / "10k-S10"
+    root.mkdir(parents=True)
+    failed = {"run": "10k-S10", "status": "failed", "config_hash": "sha256:other",
+              "error": "OutOfMemoryError: CUDA out of memory"}  # fmt: skip
+    (root / "summary.json").write_text(json.dumps(failed))
+    assert train(cfg)["status"] == "completed"
+    kept = Path(cfg.runs_dir) / "fix" / ".failed" / "10k-S10-1" / "summary.json"
+    assert json.loads(kept.read_text()) == failed  # nothing already written is lost
+    # a completed run with another config is still refused
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny_cfg("train.steps=10", "experiment=fix", "optim.lr=1e-3"))
+
+
+def test_display_settings_do_not_make_a_different_run(tiny_cfg) -> None:
+    train(tiny_cfg("train.steps=10", "experiment=disp"))
+    again = train(
+        tiny_cfg("train.steps=10", "experiment=disp", "trainer.progress_every_s=5",
+                 "trainer.peak_flops=2e11", "trainer.num_threads=2")
+    )  # fmt: skip
+    assert again.get("skipped") is True
+
+
+def test_precision_typo_fails_at_composition(tiny_cfg) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        tiny_cfg("trainer.precision=bf17")
+    assert "bf16-mixed" in str(err.value.__cause__)
+
+
 def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypatch) -> None:
     from analysis.wandb_offline import read_offline_run
 
@@ -169,6 +202,40 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
     assert rec["config"]["experiment"] == "wb"
 
 
+def _logged_in_without_network(monkeypatch) -> None:
+    """A W&B login whose host refuses connections (a cluster node, a train)."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # discard port: refused
+
+
+def test_auto_mode_with_login_but_no_network_trains_offline(tiny_cfg, monkeypatch) -> None:
+    _logged_in_without_network(monkeypatch)
+    cfg = tiny_cfg("train.steps=10", "experiment=wbauto", "logger.wandb.mode=auto")
+    assert train(cfg)["status"] == "completed"
+    run = Path(cfg.runs_dir) / "wbauto" / "10k-S10"
+    assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+
+
+@pytest.mark.slow
+def test_failed_online_init_falls_back_offline_or_is_recorded(tiny_cfg, monkeypatch) -> None:
+    """auto: a login and a host that passed the probe but an init that fails -> offline run.
+    online (asked for explicitly): the run is recorded as failed, not left 'running'."""
+    import analysis.wandb_mode as wm
+
+    _logged_in_without_network(monkeypatch)
+    monkeypatch.setattr(wm, "reachable", lambda timeout=2.0: True)
+    cfg = tiny_cfg("train.steps=10", "experiment=wbfall", "logger.wandb.mode=auto")
+    assert train(cfg)["status"] == "completed"
+    run = Path(cfg.runs_dir) / "wbfall" / "10k-S10"
+    assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+    cfg = tiny_cfg("train.steps=10", "experiment=wbon", "logger.wandb.mode=online")
+    with pytest.raises(Exception, match="127.0.0.1:9"):
+        train(cfg)
+    summary = json.loads((Path(cfg.runs_dir) / "wbon" / "10k-S10" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "127.0.0.1:9" in summary["error"]
+
+
 def test_cli_single_run(tmp_path, data_cache) -> None:
     """The console script, as a user runs it (a real Hydra launch)."""
     cmd = [
@@ -179,7 +246,7 @@ def test_cli_single_run(tmp_path, data_cache) -> None:
         "train.steps=10",
         "model.seq_len=32",
         "train.batch_size=8",
-        "train.eval_batches=1",
+        "train.eval_tokens=256",
         "data.max_bytes=300000",
         f"data.cache_dir={data_cache}",
         f"runs_dir={tmp_path}",

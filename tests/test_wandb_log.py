@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import matplotlib
 
@@ -98,13 +100,20 @@ def test_failed_approach_goes_to_summary_as_error():
     assert summary["approach1/a"] == 0.5 and "approach2/a" not in summary
 
 
-def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
+def test_auto_mode_is_online_only_with_credentials_and_a_reachable_host(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a stand-in W&B host that answers
+        port = server.getsockname()[1]
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        assert wandb_log.resolve_mode("auto") == "offline"  # no login
+        (tmp_path / "netrc").write_text("machine 127.0.0.1 login user password k\n")
+        assert wandb_log.resolve_mode("auto") == "online"
+    # the same login with the host gone (a cluster node without internet): offline at once
+    start = time.perf_counter()
     assert wandb_log.resolve_mode("auto") == "offline"
-    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password k\n")
-    assert wandb_log.resolve_mode("auto") == "online"
+    assert time.perf_counter() - start < 3
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_log.resolve_mode("auto") == "disabled"
     assert wandb_log.resolve_mode("offline") == "offline"
