@@ -103,7 +103,7 @@ def read_offline_run(path: str | Path) -> dict:
     ``path`` is a ``run-<id>.wandb`` file or the run folder holding it. Nested history keys are
     joined with ``.`` (``{"val": {"loss": 2}}`` -> ``val.loss``), as the W&B API does; summary
     and config keep their nesting. Also returned: ``id``, ``name``, ``group``, ``project``,
-    ``exit_code`` (None if the run never finished) and ``path``.
+    ``job_type``, ``tags``, ``exit_code`` (None if the run never finished) and ``path``.
     """
     from wandb.proto import wandb_internal_pb2 as pb
 
@@ -112,6 +112,7 @@ def read_offline_run(path: str | Path) -> dict:
     summary: dict = {}
     config: dict = {}
     info: dict = {"id": None, "name": None, "group": None, "project": None, "exit_code": None}
+    info.update(job_type=None, tags=[])
 
     def apply_config(cfg) -> None:
         for item in cfg.update:
@@ -135,7 +136,7 @@ def read_offline_run(path: str | Path) -> dict:
         elif kind == "run":
             run = rec.run
             info.update(id=run.run_id, name=run.display_name or run.run_id, group=run.run_group)
-            info["project"] = run.project
+            info.update(project=run.project, job_type=run.job_type or None, tags=list(run.tags))
             apply_config(run.config)
         elif kind == "exit":
             info["exit_code"] = rec.exit.exit_code

@@ -19,6 +19,10 @@ CONVENTIONS = ("kaplan", "6n", "chinchilla")
 _MULTIPLE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[xX]C\s*$")
 
 
+class BudgetTooSmall(ConfigError):
+    """A budget below one batch: a sweep drops (and lists) such a run instead of failing."""
+
+
 def fmt_num(x: float) -> str:
     """Compact scientific label: 2e7, 2.5e7, 1e15, 500."""
     if 0.01 <= x < 1e4:
@@ -98,7 +102,7 @@ def resolve(
         target, tokens_f, label = flops_f, flops_f / flops_per_token[conv], f"C{fmt_num(flops_f)}"
     steps = round(tokens_f / tokens_per_step)
     if steps < 1:
-        raise ConfigError(
+        raise BudgetTooSmall(
             f"train.{kind}={raw!r} gives {tokens_f:.4g} tokens, less than one batch of "
             f"{tokens_per_step} tokens (train.batch_size x model.seq_len); raise the budget or "
             "lower train.batch_size"

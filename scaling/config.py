@@ -346,10 +346,15 @@ SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 def register_configs() -> None:
     """Register the schema (so conf/train.yaml is validated) and sweeps/*.yaml as `+sweep=`."""
+    from scaling.sweep import SweepSpec  # sweep.py imports this module
+
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for path in sorted(SWEEPS_DIR.glob("*.yaml")):
-        cs.store(group="sweep", name=path.stem, node=OmegaConf.load(path), package="_global_")
+        node = OmegaConf.load(path)
+        if "sweep" in node:  # typed: every key overridable, a typo fails at composition
+            node.sweep = OmegaConf.merge(OmegaConf.structured(SweepSpec), node.sweep)
+        cs.store(group="sweep", name=path.stem, node=node, package="_global_")
 
 
 def validate(cfg: DictConfig) -> Config:

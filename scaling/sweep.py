@@ -26,11 +26,12 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from scaling.budget import fmt_num
+from scaling.budget import BudgetTooSmall, fmt_num
 from scaling.config import SWEEPS_DIR, ConfigError
 
 KINDS = ("isoflop", "size_ladder", "data_ladder", "wsd", "lr")
 FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
+LOCAL = ("joblib", "submitit_local")  # launchers whose jobs share this machine's cores
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +49,10 @@ class SweepSpec:
     lrs: list[float] = field(default_factory=list)  # lr: peak LRs tried at every size
     min_steps: int = 1  # runs with fewer optimiser steps are dropped (and listed)
     tokens_per_param: Optional[list[Optional[float]]] = None  # [lo, hi] window of D/N; null: any
+    # isoflop: whole optimiser steps round D = C / flops_per_token; a run whose FLOPs then miss
+    # its budget C by more than this fraction is dropped (and listed), so every IsoFLOP point
+    # sits on its budget
+    flops_tolerance: float = 0.01
     # wall-time estimate: measured model throughput plus these overheads (fit on a 2-core CPU)
     overhead_s: float = 2.5  # per run: Trainer, W&B, checkpoints
     step_overhead_s: float = 1e-3  # per optimiser step: Lightning's loop, callbacks, logging
@@ -75,6 +80,10 @@ class SweepSpec:
                 raise ConfigError(f"sweep.{key} must be positive numbers; got {bad}")
         if self.min_steps < 1:
             raise ConfigError(f"sweep.min_steps={self.min_steps} must be >= 1")
+        if not (0 < self.flops_tolerance < 1):
+            raise ConfigError(
+                f"sweep.flops_tolerance={self.flops_tolerance} must be a fraction in (0, 1)"
+            )
         w = self.tokens_per_param
         if w is not None and len(w) != 2:
             raise ConfigError(f"sweep.tokens_per_param={w} must be [lo, hi] (null for open)")
@@ -139,6 +148,10 @@ def parse_spec(node: Any) -> SweepSpec:
     """Check the `sweep:` node against SweepSpec (unknown keys and bad values are errors)."""
     if node is None:
         raise ConfigError("no sweep selected: add +sweep=<name>; available: " + ", ".join(names()))
+    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    unknown = [str(k) for k in node if k not in known] if isinstance(node, DictConfig) else []
+    if unknown:  # `+sweep.<key>=` adds keys past the schema: name them
+        raise ConfigError(f"sweep: unknown key(s) {unknown}; valid: {sorted(known)}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), node)
         spec = OmegaConf.to_object(merged)
@@ -222,14 +235,11 @@ class Planner:
         label = " ".join(ov)
         try:
             plan = plan_run(self.task_cfg(ov))
+        except BudgetTooSmall as e:  # only a budget below one batch is dropped, not a typo
+            self.dropped.append((label, f"{e}".split(";")[0]))
+            return None
         except (ConfigError, DataError) as e:
-            probe = [*ov, "train.tokens=null", "train.flops=null", "train.steps=1"]
-            try:
-                plan_run(self.task_cfg(probe))
-            except (ConfigError, DataError):
-                self.errors.append(f"{label}: {e}")
-                return None
-            self.dropped.append((label, f"{e}".split(";")[0]))  # the budget alone is bad
+            self.errors.append(f"{label}: {e}")
             return None
         except Exception as e:  # composition: an unknown size, a typo in an override
             self.errors.append(f"{label}: {str(e).splitlines()[0]}")
@@ -242,6 +252,16 @@ class Planner:
         reason = None
         if b.steps < self.spec.min_steps:
             reason = f"{b.steps} steps < sweep.min_steps={self.spec.min_steps}"
+        elif (
+            self.spec.kind == "isoflop"
+            and b.kind == "flops"
+            and (abs(miss := b.flops[b.convention] / b.target - 1) > self.spec.flops_tolerance)
+        ):
+            reason = (
+                f"{b.steps} whole steps give C={b.flops[b.convention]:.4g}, {miss:+.1%} off the "
+                f"budget (sweep.flops_tolerance={self.spec.flops_tolerance:g}); "
+                "lower train.batch_size for finer steps or raise sweep.flops_tolerance"
+            )
         elif self.spec.tokens_per_param is not None:
             lo, hi = self.spec.tokens_per_param
             tpp = b.tokens / n
@@ -293,7 +313,7 @@ def plan_sweep(
         )
     launcher, parallel, threads = launcher_parallelism(launcher_cfg, base)
     extra = list(extra)
-    if threads is not None and base.trainer.num_threads is None and "joblib" in launcher:
+    if threads is not None and base.trainer.num_threads is None and launcher in LOCAL:
         extra.append(f"trainer.num_threads={threads}")
 
     def comp(ov: list[str]) -> DictConfig:
@@ -459,10 +479,16 @@ def launcher_parallelism(launcher_cfg: DictConfig, base: DictConfig) -> tuple[st
         n = cores if n == -1 else (cores + 1 + n if n < 0 else n)
         n = max(1, n)
         return "joblib", n, threads or max(1, cores // n)
-    if "Submitit" in target or "Slurm" in target or "Local" in target:
-        name = "submitit_slurm" if "Slurm" in target else "submitit_local"
+    if "Slurm" in target:  # the cluster's nodes, not this machine, run the jobs
         cpus = launcher_cfg.get("cpus_per_task")
-        return name, int(launcher_cfg.get("array_parallelism", 256)), threads or cpus
+        return "submitit_slurm", int(launcher_cfg.get("array_parallelism", 256)), threads or cpus
+    if "Submitit" in target or "Local" in target:
+        # submitit_local starts every job at once on this machine: more than one per core only
+        # oversubscribes it, so the estimate counts at most `cores` at a time and each job gets
+        # cores / jobs torch threads
+        n = max(1, min(int(launcher_cfg.get("array_parallelism", 256)), cores))
+        cpus = launcher_cfg.get("cpus_per_task")
+        return "submitit_local", n, threads or cpus or max(1, cores // n)
     return "basic", 1, threads
 
 
@@ -644,7 +670,7 @@ def run_sweep(
         return sp
     threads = (
         [f"trainer.num_threads={sp.threads}"]
-        if (sp.threads and base.trainer.num_threads is None and sp.launcher == "joblib")
+        if (sp.threads and base.trainer.num_threads is None and sp.launcher in LOCAL)
         else []
     )
     write_progress(sp)
@@ -665,9 +691,20 @@ def run_sweep(
             batch.append(r)
         if not batch:
             continue
-        launch([[*arguments, *threads, *r.overrides] for r in batch], idx)
+        try:
+            launch([[*arguments, *threads, *r.overrides] for r in batch], idx)
+        except Exception as e:  # a worker died hard (os._exit, OOM kill, a lost SLURM job)
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            why = f"the launcher stopped: {type(e).__name__}" + (f": {first}" if first else "")
+            for r in batch:  # what finished is kept; the rest resume on a relaunch
+                if (_read(r.root) or {}).get("status") not in ("completed", "diverged", "failed"):
+                    r.note = r.note or why
+            sp.warnings.append(f"{why}; relaunch the same command to resume the unfinished runs")
         idx += len(batch)
     print(format_outcome(sp, time.perf_counter() - t0), flush=True)
+    for w in sp.warnings:
+        if w.startswith("the launcher stopped"):
+            print(f"warning: {w}", flush=True)
     return sp
 
 
@@ -705,17 +742,31 @@ def _dur(s: float) -> str:
 
 
 def best_lr(runs_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per size, the lr-sweep run with the lowest final validation loss."""
-    best: dict[str, dict[str, Any]] = {}
+    """Per size, the lr-sweep run with the lowest final validation loss.
+
+    Each chosen summary gains `lr_grid` (the LRs that completed for that size) and
+    `at_grid_edge` (the best is the smallest or largest LR tried: the optimum may lie outside).
+    """
+    done: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(runs_dir).glob("*/summary.json")):
         s = json.loads(path.read_text())
-        loss = s.get("final_val_loss")
-        if s.get("status") != "completed" or loss is None:
-            continue
-        if s["size"] not in best or loss < best[s["size"]]["final_val_loss"]:
-            best[s["size"]] = s
-    if not best:
+        if s.get("status") == "completed" and s.get("final_val_loss") is not None:
+            done.setdefault(s["size"], []).append(s)
+    if not done:
         raise ConfigError(f"no completed runs under {runs_dir}; run the lr sweep first")
+    best: dict[str, dict[str, Any]] = {}
+    for size, runs in done.items():
+        budgets = sorted({str((r.get("budget") or {}).get("label", "?")) for r in runs})
+        if len(budgets) > 1:  # losses at different budgets do not rank learning rates
+            raise ConfigError(
+                f"{runs_dir}: size {size} has lr runs at several budgets {budgets}; "
+                "choose LRs from one budget (one lr sweep per folder)"
+            )
+        grid = sorted({float(r["lr"]) for r in runs})
+        b = dict(min(runs, key=lambda r: r["final_val_loss"]))
+        b["lr_grid"] = grid
+        b["at_grid_edge"] = len(grid) > 1 and float(b["lr"]) in (grid[0], grid[-1])
+        best[size] = b
     return best
 
 
@@ -735,7 +786,10 @@ def write_tuned(best: dict[str, dict[str, Any]], out: Path, source: Path) -> str
     ]
     for size in sorted(best, key=lambda n: order.get(n, len(order))):
         s = best[size]
-        lines.append(f"  {size}: {s['lr']:.6g}  # val_loss {s['final_val_loss']:.4f} ({s['run']})")
+        edge = "; at the edge of the grid tried" if s.get("at_grid_edge") else ""
+        lines.append(
+            f"  {size}: {s['lr']:.6g}  # val_loss {s['final_val_loss']:.4f} ({s['run']}){edge}"
+        )
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
@@ -750,9 +804,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "conf" / "optim" / "tuned.yaml")
     args = parser.parse_args(argv)
     try:
-        text = write_tuned(best_lr(args.runs), args.out, args.runs)
+        best = best_lr(args.runs)
+        text = write_tuned(best, args.out, args.runs)
     except ConfigError as e:
         raise SystemExit(f"scaling.sweep: error: {e}") from None
+    for size, s in best.items():
+        if s.get("at_grid_edge"):
+            print(
+                f"warning: {size}: the best LR {s['lr']:g} is at the edge of the grid "
+                f"{[float(f'{x:g}') for x in s['lr_grid']]}; the optimum may lie beyond it: "
+                "extend sweep.lrs",
+                file=sys.stderr,
+            )
     print(text + f"-> {args.out} (use it with optim=tuned)", file=sys.stderr)
 
 

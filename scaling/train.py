@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 import os
+import socket
 import sys
 import time
 import warnings
@@ -281,6 +282,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "heldout": False,
         "resumed_from_step": keep_until,
         "init_from": conf.train.init_from,
+        # where it ran: a sweep names the process a launcher lost, a cluster the node
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     store.write_config(cfg)
     store.write_summary(summary)

@@ -102,6 +102,50 @@ def test_isoflop_runs_spend_their_budget(data_cache, tmp_path) -> None:
     assert "D/N=0.339 outside" in dropped["50k-C1e10"]  # below the [1, inf) window
 
 
+def test_isoflop_runs_off_their_budget_by_rounding_are_dropped(data_cache, tmp_path) -> None:
+    """Whole steps round D; with few steps a run would miss C by several %: it is dropped."""
+    args = ("sweep.budgets=[1e9,3e9]", "sweep.sizes=[10k,20k,50k,100k]", "sweep.min_steps=1")
+    args += ("sweep.tokens_per_param=null",)
+    sp = plan_of(data_cache, tmp_path, "isoflop", *args)
+    for r in sp.runs:
+        c = float(r.group.removeprefix("C="))
+        assert abs(r.C - c) / c <= 0.01, (r.name, r.C, c)
+    dropped = dict(sp.dropped)
+    assert len(sp.runs) + len(dropped) == 8
+    assert "5 whole steps give C=1.072e+09, +7.2% off the budget" in dropped["100k-C1e9"]
+    assert "sweep.flops_tolerance=0.01" in dropped["100k-C1e9"]
+    loose = plan_of(data_cache, tmp_path, "isoflop", *args, "sweep.flops_tolerance=0.1")
+    assert "100k-C1e9" in {r.name for r in loose.runs}
+    with pytest.raises(ConfigError, match="flops_tolerance=1.5 must be a fraction"):
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.flops_tolerance=1.5")
+
+
+def test_budget_typo_is_an_error_not_a_dropped_run(data_cache, tmp_path) -> None:
+    """Only a budget below one batch drops a run; a malformed one stops the plan, naming it."""
+    with pytest.raises(ConfigError, match=r"train.tokens='2xc' is not a number.*1xC"):
+        plan_of(data_cache, tmp_path, "data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[1e5,2xc]")
+    sp = plan_of(data_cache, tmp_path, "data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[100,1e5]")
+    assert [r.name for r in sp.runs] == ["10k-D1e5"]
+    assert "less than one batch" in dict(sp.dropped)["model=10k train.tokens=100"]
+
+
+def test_demo_sweep_takes_any_launcher() -> None:
+    """The demo's two local jobs come from its launcher option, so another launcher composes."""
+    from hydra import compose, initialize_config_dir
+
+    from scaling.sweep import launcher_parallelism
+
+    def launcher(*overrides: str):
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3", job_name="test"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        return launcher_parallelism(cfg.hydra.launcher, cfg)
+
+    cores = os.cpu_count() or 1
+    name, parallel, threads = launcher("+sweep=demo", "hydra/launcher=submitit_local")
+    assert name == "submitit_local" and parallel <= cores and threads == max(1, cores // parallel)
+    assert launcher("+sweep=demo")[:2] == ("joblib", 2)
+
+
 @pytest.mark.parametrize(
     "name", [n if n == "demo" else pytest.param(n, marks=pytest.mark.slow) for n in names()]
 )
@@ -129,8 +173,12 @@ def test_bad_grids_fail_before_launch(data_cache, tmp_path) -> None:
         plan_of(data_cache, tmp_path, "isoflop", "sweep.sizes=[10k,1T]")
     with pytest.raises(ConfigError, match="sweep.kind='chinchilla' is unknown"):
         plan_of(data_cache, tmp_path, "isoflop", "sweep.kind=chinchilla")
-    with pytest.raises(ConfigError, match="budgetz"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['budgetz'\]"):
         plan_of(data_cache, tmp_path, "isoflop", "+sweep.budgetz=[1e12]")
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="sweep.budgetz"):  # typed at composition
+        plan_of(data_cache, tmp_path, "isoflop", "sweep.budgetz=[1e12]")
     with pytest.raises(ConfigError, match="no runs left after the filters"):
         plan_of(data_cache, tmp_path, "isoflop", "sweep.budgets=[1e10]", "sweep.min_steps=100000")
 
@@ -190,7 +238,9 @@ def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
     out = tmp_path / "conf" / "optim"
     out.mkdir(parents=True)
     (out / "adamw.yaml").write_text((ROOT / "conf" / "optim" / "adamw.yaml").read_text())
-    write_tuned(best_lr(runs), out / "tuned.yaml", runs)
+    best = best_lr(runs)
+    assert best["10k"]["at_grid_edge"] and not best["20k"]["at_grid_edge"]  # 1e-2 is the top
+    assert "at the edge of the grid" in write_tuned(best, out / "tuned.yaml", runs)
     # the written group option composes (defaults: adamw) and feeds the per-size LR table
     from hydra import compose, initialize_config_dir
 
@@ -198,6 +248,15 @@ def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
         cfg = compose("optim/tuned")
     assert dict(cfg.optim.lr_table) == {"10k": 0.01, "20k": 0.003}
     assert cfg.optim.weight_decay == 0.1
+    # losses of different budgets do not rank LRs: refused, naming the budgets
+    (runs / "10k-c").mkdir()
+    other = {"run": "10k-c", "size": "10k", "status": "completed", "lr": 3e-3}
+    other |= {"final_val_loss": 1.0, "budget": {"label": "8xC"}}
+    (runs / "10k-c" / "summary.json").write_text(json.dumps(other))
+    with pytest.raises(
+        ConfigError, match=r"size 10k has lr runs at several budgets \['8xC', '\?'\]"
+    ):
+        best_lr(runs)
 
 
 # --- real multiruns (subprocesses) ------------------------------------------------------
@@ -259,37 +318,45 @@ def test_bad_sweep_or_launcher_fails_before_launch(tmp_path, data_cache) -> None
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_interrupted_run(tmp_path, data_cache) -> None:
+def test_killed_worker_is_reported_and_its_run_resumed(tmp_path, data_cache) -> None:
+    """A launcher job that dies hard (SIGKILL: OOM killer, pre-emption) does not lose the end
+    table; its run is left "running" and a relaunch resumes it from its last checkpoint."""
     args = (
         "+sweep=data_ladder",
         "sweep.sizes=[10k]",
-        "sweep.tokens=[1e5,2e5]",
+        "sweep.tokens=[1e5,1e6]",
         "sweep.min_steps=10",
         "train.checkpoint_every=20",
-        "trainer.progress_every_s=0",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
     )
     cmd = [sys.executable, "-m", "scaling.train", "-m", *SWEEP_TINY]
     cmd += [f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={data_cache}", *args]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    ckpt = tmp_path / "runs" / "data_ladder" / "10k-D2e5" / "checkpoints" / "last.ckpt"
+    folder = tmp_path / "runs" / "data_ladder"
+    ckpt = folder / "10k-D1e6" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.poll() is None:
+        s = summaries(folder)
+        if ckpt.exists() and s.get("10k-D1e5", {}).get("status") == "completed":
+            break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep dies mid-run
-    proc.wait()
-    s = summaries(tmp_path / "runs" / "data_ladder")
-    assert s["10k-D1e5"]["status"] == "completed" and s["10k-D2e5"]["status"] == "running"
-    # a run that raised is recorded as failed; a relaunch retries it from its last checkpoint
-    path = tmp_path / "runs" / "data_ladder" / "10k-D2e5" / "summary.json"
-    path.write_text(json.dumps({**s["10k-D2e5"], "status": "failed", "error": "killed"}))
+    s = summaries(folder)
+    assert s["10k-D1e6"]["status"] == "running", "the long run finished before it was killed"
+    os.kill(s["10k-D1e6"]["pid"], signal.SIGKILL)  # only its worker dies, not the sweep
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # the sweep says something failed, after its table
+    assert "completed 1 / diverged 0 / failed 1 / skipped 0" in out, out
+    assert "the launcher stopped: TerminatedWorkerError" in out
+    assert summaries(folder)["10k-D1e6"]["status"] == "running"
 
-    out = cli(tmp_path, data_cache, *args)
-    assert out.returncode == 0, out.stderr
-    s = summaries(tmp_path / "runs" / "data_ladder")
-    assert s["10k-D2e5"]["status"] == "completed" and s["10k-D2e5"]["resumed_from_step"] > 0
-    assert "completed 1 / diverged 0 / failed 0 / skipped 1" in out.stdout
+    again = cli(tmp_path, data_cache, *args)
+    assert again.returncode == 0, again.stderr
+    s = summaries(folder)
+    assert s["10k-D1e6"]["status"] == "completed" and s["10k-D1e6"]["resumed_from_step"] > 0
+    assert "completed 1 / diverged 0 / failed 0 / skipped 1" in again.stdout
 
 
 @pytest.mark.slow

@@ -200,6 +200,9 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
     assert last_val == pytest.approx(s["final_val_loss"])
     assert rec["summary"]["final_val_loss"] == pytest.approx(s["final_val_loss"])
     assert rec["config"]["experiment"] == "wb"
+    # grouped so the dashboard shows an experiment (a sweep) at a glance
+    assert (rec["group"], rec["job_type"], rec["name"]) == ("wb", "train", "10k-S20")
+    assert {"size:10k", "budget:S20"} <= set(rec["tags"])
 
 
 def _logged_in_without_network(monkeypatch) -> None:
