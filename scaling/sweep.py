@@ -31,6 +31,7 @@ from scaling.config import SWEEPS_DIR, ConfigError
 
 KINDS = ("isoflop", "size_ladder", "data_ladder", "wsd", "lr")
 FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
+ENDED = (*FINAL, "failed")  # statuses a job records when it ends (a killed one stays "running")
 LOCAL = ("joblib", "submitit_local")  # launchers whose jobs share this machine's cores
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -312,9 +313,7 @@ def plan_sweep(
             f"sweep.sizes: unknown size(s) {unknown}; valid: {', '.join(sizes_known)}"
         )
     launcher, parallel, threads = launcher_parallelism(launcher_cfg, base)
-    extra = list(extra)
-    if threads is not None and base.trainer.num_threads is None and launcher in LOCAL:
-        extra.append(f"trainer.num_threads={threads}")
+    extra = [*extra, *thread_overrides(launcher, threads, base)]
 
     def comp(ov: list[str]) -> DictConfig:
         return compose([*extra, *ov])
@@ -492,6 +491,13 @@ def launcher_parallelism(launcher_cfg: DictConfig, base: DictConfig) -> tuple[st
     return "basic", 1, threads
 
 
+def thread_overrides(launcher: str, threads: int | None, base: DictConfig) -> list[str]:
+    """Jobs sharing this machine get cores / jobs torch threads unless the user set them."""
+    if threads and base.trainer.num_threads is None and launcher in LOCAL:
+        return [f"trainer.num_threads={threads}"]
+    return []
+
+
 def measure_tokens_per_s(model_cfg: Any, batch: int, seq_len: int, threads: int | None) -> float:
     """Training tokens/s of one model on this machine's CPU, timed over ~1 s of AdamW steps."""
     import torch
@@ -609,7 +615,7 @@ def outcome(sp: SweepPlan) -> tuple[list[tuple[PlannedRun, str, str]], dict[str,
         else:
             s = _read(r.root)
             st = (s or {}).get("status", "failed")
-            if st not in ("completed", "diverged", "failed"):
+            if st not in ENDED:
                 st = "failed"
             detail = r.note or (s or {}).get("error") or ("no record" if s is None else "")
             if st == "completed":
@@ -668,13 +674,9 @@ def run_sweep(
     print(format_plan(sp), flush=True)
     if spec.plan:
         return sp
-    threads = (
-        [f"trainer.num_threads={sp.threads}"]
-        if (sp.threads and base.trainer.num_threads is None and sp.launcher in LOCAL)
-        else []
-    )
+    threads = thread_overrides(sp.launcher, sp.threads, base)
     write_progress(sp)
-    idx = 0
+    idx, stopped = 0, []
     for stage in sorted({r.stage for r in sp.runs}):
         batch = []
         for r in sp.runs:
@@ -697,14 +699,14 @@ def run_sweep(
             first = (str(e).strip().splitlines() or [""])[0][:200]
             why = f"the launcher stopped: {type(e).__name__}" + (f": {first}" if first else "")
             for r in batch:  # what finished is kept; the rest resume on a relaunch
-                if (_read(r.root) or {}).get("status") not in ("completed", "diverged", "failed"):
+                if (_read(r.root) or {}).get("status") not in ENDED:
                     r.note = r.note or why
-            sp.warnings.append(f"{why}; relaunch the same command to resume the unfinished runs")
+            stopped.append(f"{why}; relaunch the same command to resume the unfinished runs")
         idx += len(batch)
     print(format_outcome(sp, time.perf_counter() - t0), flush=True)
-    for w in sp.warnings:
-        if w.startswith("the launcher stopped"):
-            print(f"warning: {w}", flush=True)
+    for w in stopped:
+        print(f"warning: {w}", flush=True)
+    sp.warnings += stopped
     return sp
 
 
@@ -812,8 +814,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if s.get("at_grid_edge"):
             print(
                 f"warning: {size}: the best LR {s['lr']:g} is at the edge of the grid "
-                f"{[float(f'{x:g}') for x in s['lr_grid']]}; the optimum may lie beyond it: "
-                "extend sweep.lrs",
+                f"[{', '.join(f'{x:g}' for x in s['lr_grid'])}]; the optimum may lie beyond "
+                "it: extend sweep.lrs",
                 file=sys.stderr,
             )
     print(text + f"-> {args.out} (use it with optim=tuned)", file=sys.stderr)
