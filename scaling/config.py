@@ -16,6 +16,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from scaling.contract import FlopConvention, WandbMode
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the value and what is valid."""
@@ -41,17 +43,6 @@ class Tokenizer(Enum):
     bpe = "bpe"
 
 
-# How FLOPs per token are counted; the three conventions of the literature:
-#   kaplan      6 * N_non-embedding (Kaplan et al. 2020)
-#   6n          6 * (N_non-embedding + output layer)
-#   chinchilla  detailed count incl. attention (Hoffmann et al. 2022, App. F)
-# Built with the functional API because OmegaConf matches an override against member *names*
-# and "6n" is not an identifier: `train.flops_convention=6n` must work as the README says.
-FlopConvention = Enum(
-    "FlopConvention", {"kaplan": "kaplan", "6n": "6n", "chinchilla": "chinchilla"}, module=__name__
-)
-
-
 # Lightning's precision settings, checked at composition (a typo such as bf17 fails before any
 # run folder exists). Functional API: the names are not identifiers, and OmegaConf matches names.
 Precision = Enum(
@@ -71,13 +62,6 @@ class CooldownShape(Enum):
     linear = "linear"
     sqrt = "sqrt"  # 1 - sqrt(progress), the best shape in Hägele et al. 2024
     cosine = "cosine"
-
-
-class WandbMode(Enum):
-    auto = "auto"  # online when credentials exist, else offline; never waits on a network
-    online = "online"
-    offline = "offline"
-    disabled = "disabled"
 
 
 @dataclass
@@ -346,8 +330,6 @@ SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 def register_configs() -> None:
     """Register the schema (so conf/train.yaml is validated) and sweeps/*.yaml as `+sweep=`."""
-    from scaling.sweep import SweepSpec  # sweep.py imports this module
-
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for path in sorted(SWEEPS_DIR.glob("*.yaml")):
@@ -370,3 +352,57 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(str(e)) from e
     assert isinstance(obj, Config)
     return obj
+
+
+@dataclass
+class SweepSpec:
+    """The `sweep:` node of a sweep file (sweeps/*.yaml): what to vary and which runs to keep.
+
+    Which fields a kind needs, and what it does with them, is the kind's own class
+    (scaling/sweep/kinds.py); the checks here hold for every kind.
+    """
+
+    name: str = "sweep"
+    """W&B group and runs/<name>/ (the sweep files set experiment=name)."""
+    kind: str = "isoflop"
+    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd or lr."""
+    plan: bool = False
+    """Print the runs, total FLOPs and estimated wall time; launch nothing."""
+    sizes: list[str] = field(default_factory=list)
+    """Model sizes (conf/model/<size>.yaml)."""
+    budgets: list[float] = field(default_factory=list)
+    """isoflop: compute budgets C."""
+    multiples: list[float] = field(default_factory=list)
+    """size_ladder: tokens = k x C (Chinchilla multiples)."""
+    tokens: list[Any] = field(default_factory=list)
+    """data_ladder, wsd: token counts or "<k>xC"."""
+    lrs: list[float] = field(default_factory=list)
+    """lr: peak LRs tried at every size."""
+    min_steps: int = 1
+    """Runs with fewer optimiser steps are dropped (and listed)."""
+    tokens_per_param: Optional[list[Optional[float]]] = None
+    """[lo, hi] window of D/N (either end null: open); null: any ratio."""
+    flops_tolerance: float = 0.01
+    """isoflop: whole optimiser steps round D = C / flops_per_token; a run whose FLOPs then miss
+    its budget C by more than this fraction is dropped (and listed)."""
+    overhead_s: float = 2.5
+    """Wall-time estimate, per run: Trainer, W&B, checkpoints (fit on a 2-core CPU)."""
+    step_overhead_s: float = 1e-3
+    """Wall-time estimate, per optimiser step: Lightning's loop, callbacks, logging."""
+    startup_s: float = 10.0
+    """Wall-time estimate, per worker process: importing Lightning."""
+
+    def __post_init__(self) -> None:
+        for key in ("budgets", "multiples", "lrs"):
+            bad = [v for v in getattr(self, key) if not 0 < v < float("inf")]
+            _check(not bad, f"sweep.{key} must be positive numbers; got {bad}")
+        _check(self.min_steps >= 1, f"sweep.min_steps={self.min_steps} must be >= 1")
+        _check(
+            0 < self.flops_tolerance < 1,
+            f"sweep.flops_tolerance={self.flops_tolerance} must be a fraction in (0, 1)",
+        )
+        w = self.tokens_per_param
+        _check(
+            w is None or len(w) == 2,
+            f"sweep.tokens_per_param={w} must be [lo, hi] (null for open)",
+        )
