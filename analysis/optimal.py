@@ -9,12 +9,14 @@ resampling runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis.fit import FitError, FitResult, interval, summarize
+
+POWER_LAW = ("a", "b", "N_coef", "D_coef")  # N_opt = N_coef C^a, D_opt = D_coef C^b
 
 
 def power_law_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -79,9 +81,10 @@ def approach3(
     out.update({key: float(v) for key, v in opt.items()})
     if boot is not None:
         bopt = chinchilla_optimum(boot, k)
-        for name in ("a", "b", "N_coef", "D_coef"):
+        for name in POWER_LAW:
             out[f"{name}_ci"] = interval(bopt[name], ci)
-        stacked = np.stack([bopt[name] for name in ("a", "b", "N_coef", "D_coef")], axis=1)
+        stacked = np.stack([bopt[name] for name in POWER_LAW], axis=1)
+        out["n_degenerate"] = int((degenerate(stacked) | ~np.isfinite(boot).all(axis=1)).sum())
         if (band := power_law_band(stacked, np.asarray(band_c), ci)) is not None:
             out["band"] = band
     out["k"] = k
@@ -121,6 +124,17 @@ def _envelope_matrix(
                 lg[inside], lc, np.log10(g["tokens"].to_numpy(float))
             )
     return grid, loss, runs, tokens
+
+
+def _envelope(grid: np.ndarray, loss: np.ndarray, run_ids: list) -> dict:
+    """The lower envelope approach 1 fitted: at each grid C the lowest loss and its run."""
+    has = np.isfinite(loss).any(axis=0)
+    win = np.argmin(np.where(np.isfinite(loss), loss, np.inf)[:, has], axis=0)
+    return {
+        "C": grid[has].tolist(),
+        "loss": loss[win, np.flatnonzero(has)].tolist(),
+        "run": [run_ids[int(i)] for i in win],
+    }
 
 
 def _approach1_once(grid, loss, tokens, n, k, subset) -> tuple[float, float, float, float, list]:
@@ -199,6 +213,52 @@ def power_law_band(boots: np.ndarray | None, c_grid: np.ndarray, ci: float) -> d
     return out
 
 
+def degenerate(samples: np.ndarray) -> np.ndarray:
+    """Which resamples (rows of a, b, N_coef, D_coef) give no usable power law: any value
+    non-finite or a coefficient that is not positive."""
+    s = np.asarray(samples, float).reshape(len(samples), -1)
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(s).all(axis=1) | (s[:, 2] <= 0) | (s[:, 3] <= 0)
+
+
+def _resampled(
+    once: Callable[[np.random.Generator], tuple[float, float, float, float]],
+    n_boot: int,
+    seed: int,
+) -> np.ndarray:
+    """(n_boot, 4) power laws of ``once`` over resamples; a resample whose arithmetic fails
+    (an optimum that over- or underflows, a singular fit) gives a row of NaN, never an error."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n_boot):
+        try:
+            rows.append(once(rng))
+        except (ArithmeticError, np.linalg.LinAlgError):
+            rows.append((float("nan"),) * 4)
+    return np.array(rows, float).reshape(n_boot, 4)
+
+
+def _power_law_entry(
+    fit: tuple[float, float, float, float],
+    boots: np.ndarray | None,
+    ci: float,
+    targets: Sequence[float],
+    band_c: Sequence[float],
+) -> dict:
+    """The fit.json entry shared by approaches 1 and 2: the power laws, their bootstrap
+    intervals, the count of degenerate resamples, the target predictions and the band."""
+    out: dict = dict(zip(POWER_LAW, fit))
+    if boots is not None:
+        for j, name in enumerate(POWER_LAW):
+            out[f"{name}_ci"] = interval(boots[:, j], ci)
+        out["n_degenerate"] = int(degenerate(boots).sum())
+    if targets:
+        out["targets"] = power_law_targets(fit, boots, targets, ci)
+    if (band := power_law_band(boots, np.asarray(band_c), ci)) is not None:
+        out["band"] = band
+    return out
+
+
 def approach1(
     curves: pd.DataFrame,
     runs: pd.DataFrame,
@@ -215,9 +275,12 @@ def approach1(
 
     The envelope starts at ``c_min`` (default: the smallest final compute of any run). Below
     it every curve is still in its early transient (warmup, learning the unigram statistics),
-    where the lowest curve says nothing about the compute-optimal size.
+    where the lowest curve says nothing about the compute-optimal size. The entry holds the
+    envelope it fitted (``envelope``: C, loss and run at each grid point; null when only final
+    points were given) and its winners (``points``), so figures draw them as fitted.
     """
-    if curves is None or curves.empty or curves.groupby("run").size().max() < 2:
+    from_curves = not (curves is None or curves.empty or curves.groupby("run").size().max() < 2)
+    if not from_curves:
         curves = runs[["run", "N", "C", "loss"]].assign(tokens=runs["D"])
         # final points only: each run covers a small band around its own C
         curves = pd.concat([curves.assign(C=curves["C"] * f) for f in (0.9, 1.1)])
@@ -233,21 +296,13 @@ def approach1(
     a, b, n_coef, d_coef, pts = _approach1_once(grid, loss, tokens, n, k, np.arange(len(run_ids)))
     if not np.isfinite(a):
         return {"error": "approach 1: too few FLOP values where two or more runs overlap"}
-    out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
-    boots = None
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        boots = []
-        for _ in range(n_boot):
-            subset = np.unique(rng.integers(0, len(run_ids), len(run_ids)))
-            boots.append(_approach1_once(grid, loss, tokens, n, k, subset)[:4])
-        boots = np.array(boots)
-        for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
-            out[f"{name}_ci"] = interval(boots[:, j], ci)
-    if targets:
-        out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
-    if (band := power_law_band(boots, np.asarray(band_c), ci)) is not None:
-        out["band"] = band
+
+    def once(rng: np.random.Generator) -> tuple[float, float, float, float]:
+        subset = np.unique(rng.integers(0, len(run_ids), len(run_ids)))
+        return _approach1_once(grid, loss, tokens, n, k, subset)[:4]
+
+    boots = _resampled(once, n_boot, seed) if n_boot else None
+    out = _power_law_entry((a, b, n_coef, d_coef), boots, ci, targets, band_c)
     out["points"] = [
         {
             "C": float(c),
@@ -258,6 +313,7 @@ def approach1(
         }
         for c, nn, d, lo, r in pts
     ]
+    out["envelope"] = _envelope(grid, loss, run_ids) if from_curves else None
     return out
 
 
@@ -283,10 +339,21 @@ def _isoflop(x: np.ndarray, loss: np.ndarray, w: np.ndarray) -> tuple[np.ndarray
     return coeffs, float(x_opt), edge
 
 
+def _budget_optimum(coeffs: np.ndarray, x_opt: float, c: float, k: float) -> dict:
+    """N_opt, D_opt and the loss at a parabola's vertex; NaN for a vertex so far out that
+    10^x_opt over- or underflows (a nearly straight profile), as for one with no minimum."""
+    with np.errstate(over="ignore", under="ignore"):
+        n_opt = float(np.power(10.0, x_opt)) if np.isfinite(x_opt) else float("nan")
+    if not (np.isfinite(n_opt) and n_opt > 0):
+        return {"N_opt": float("nan"), "D_opt": float("nan"), "loss_opt": float("nan")}
+    return {"N_opt": n_opt, "D_opt": c / (k * n_opt), "loss_opt": float(np.polyval(coeffs, x_opt))}
+
+
 def _approach2_once(
     runs, labels, k, counts
 ) -> tuple[list[dict], tuple[float, float, float, float]]:
     budgets = []
+    names = runs["run"].to_numpy()
     for lab in np.unique(labels):
         sel = (labels == lab) & (counts > 0)
         x = np.log10(runs["N"].to_numpy(float)[sel])
@@ -295,19 +362,15 @@ def _approach2_once(
         y = runs["loss"].to_numpy(float)[sel]
         coeffs, x_opt, edge = _isoflop(x, y, counts[sel])
         c = float(np.exp(np.mean(np.log(runs["C"].to_numpy(float)[labels == lab]))))
-        n_opt = 10**x_opt if np.isfinite(x_opt) else float("nan")
         budgets.append(
             {
                 "C": c,
-                "N_opt": n_opt,
-                "D_opt": c / (k * n_opt),
-                "loss_opt": float(np.polyval(coeffs, x_opt))
-                if np.isfinite(x_opt)
-                else float("nan"),
+                **_budget_optimum(coeffs, x_opt, c, k),
                 "coeffs": [float(v) for v in coeffs],
                 "N_range": [float(10 ** x.min()), float(10 ** x.max())],
                 "n_points": int(sel.sum()),
                 "edge": edge,
+                "runs": [str(r) for r in names[sel]],
             }
         )
     good = [b for b in budgets if not b["edge"]]
@@ -320,6 +383,21 @@ def _approach2_once(
     return budgets, (a, b_, n_coef, d_coef)
 
 
+def _join_heldout(budgets: list[dict], runs: pd.DataFrame, heldout: pd.DataFrame, tol_dex: float):
+    """Give each budget the held-out runs whose C is within ``tol_dex`` of one of its runs
+    (``heldout_runs``), so a figure draws them on that budget's profile."""
+    budget_of = {r: i for i, b in enumerate(budgets) for r in b["runs"]}
+    for b in budgets:
+        b["heldout_runs"] = []
+    if heldout is None or heldout.empty or not budget_of:
+        return
+    logc = np.log10(runs["C"].to_numpy(float))
+    for name, c in zip(heldout["run"], np.log10(heldout["C"].to_numpy(float))):
+        j = int(np.abs(logc - c).argmin())
+        if abs(logc[j] - c) <= tol_dex and runs["run"].iloc[j] in budget_of:
+            budgets[budget_of[runs["run"].iloc[j]]]["heldout_runs"].append(str(name))
+
+
 def approach2(
     runs: pd.DataFrame,
     k: float,
@@ -329,32 +407,30 @@ def approach2(
     tol_dex: float = 0.05,
     targets: Sequence[float] = (),
     band_c: Sequence[float] = (),
+    heldout: pd.DataFrame | None = None,
 ) -> dict:
-    """Per-budget IsoFLOP parabolas of loss against log10 N -> N_opt(C), D_opt(C) power laws."""
+    """Per-budget IsoFLOP parabolas of loss against log10 N -> N_opt(C), D_opt(C) power laws.
+
+    Each budget lists the runs it was fitted from (``runs``) and the ``heldout`` runs that
+    belong to it (``heldout_runs``: within ``tol_dex`` of one of its runs in log10 C).
+    """
     labels = budgets_of(runs, tol_dex)
-    budgets, (a, b, n_coef, d_coef) = _approach2_once(runs, labels, k, np.ones(len(runs)))
-    if not np.isfinite(a):
+    budgets, fit = _approach2_once(runs, labels, k, np.ones(len(runs)))
+    _join_heldout(budgets, runs, heldout, tol_dex)
+    if not np.isfinite(fit[0]):
         n_iso = sum(1 for bb in budgets if np.isfinite(bb["N_opt"]))
         return {
             "error": f"approach 2 needs >= 2 IsoFLOP budgets with >= 3 model sizes and an interior "
             f"minimum; found {n_iso} usable of {len(budgets)}",
             "budgets": budgets,
         }
-    out = {"a": a, "b": b, "N_coef": n_coef, "D_coef": d_coef}
-    boots = None
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        boots = []
-        for _ in range(n_boot):
-            counts = np.bincount(rng.integers(0, len(runs), len(runs)), minlength=len(runs))
-            boots.append(_approach2_once(runs, labels, k, counts.astype(float))[1])
-        boots = np.array(boots)
-        for j, name in enumerate(("a", "b", "N_coef", "D_coef")):
-            out[f"{name}_ci"] = interval(boots[:, j], ci)
-    if targets:
-        out["targets"] = power_law_targets((a, b, n_coef, d_coef), boots, targets, ci)
-    if (band := power_law_band(boots, np.asarray(band_c), ci)) is not None:
-        out["band"] = band
+
+    def once(rng: np.random.Generator) -> tuple[float, float, float, float]:
+        counts = np.bincount(rng.integers(0, len(runs), len(runs)), minlength=len(runs))
+        return _approach2_once(runs, labels, k, counts.astype(float))[1]
+
+    boots = _resampled(once, n_boot, seed) if n_boot else None
+    out = _power_law_entry(fit, boots, ci, targets, band_c)
     out["budgets"] = budgets
     out["n_edge"] = int(sum(bb["edge"] for bb in budgets))
     return out
