@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import CONVENTIONS, Collected, CollectError, collect
+from analysis.expr import ExprError, mask_of, values_of
 from analysis.fit import FitError, bootstrap, fit, summarize
 from analysis.laws import get_law
 from analysis.optimal import (
@@ -44,7 +45,7 @@ def drop_highest_losses(collected: Collected, k: int) -> None:
 
 
 def apply_holdout(runs: pd.DataFrame, rule: str | None) -> str | None:
-    """Mark held-out runs by ``rule``: 'largest-C:FRACTION', 'largest-N' or a pandas query."""
+    """Mark held-out runs by ``rule``: 'largest-C:FRACTION', 'largest-N' or a condition."""
     if not rule:
         return "heldout flag in the run store" if runs["heldout"].any() else None
     usable = runs["exclusion_reason"] == ""
@@ -68,25 +69,24 @@ def apply_holdout(runs: pd.DataFrame, rule: str | None) -> str | None:
         rule = "largest N"
     else:
         try:
-            held = runs.index.isin(runs.query(rule).index)
-        except Exception as err:
+            held = mask_of(rule, runs)
+        except ExprError as err:
             raise FitError(
                 f"hold-out rule {rule!r} is not 'largest-C:FRACTION', 'largest-N' or a valid "
-                f"query on columns {list(runs.columns)}: {err}"
+                f"condition on the runs table: {err}"
             ) from None
     runs["heldout"] = runs["heldout"].to_numpy(bool) | np.asarray(held, bool)
     return rule
 
 
 def run_weights(runs: pd.DataFrame, expr: str) -> np.ndarray:
-    """Per-run weights of the parametric fit: a pandas expression on the runs table, e.g.
-    ``"C ** 0.5"`` to favour the large runs the extrapolation depends on."""
+    """Per-run weights of the parametric fit: an expression on the runs table (`analysis.expr`),
+    e.g. ``"C ** 0.5"`` to favour the large runs the extrapolation depends on."""
     try:
-        w = np.asarray(runs.eval(expr), dtype=float) * np.ones(len(runs))
-    except Exception as err:
+        w = values_of(expr, runs)
+    except ExprError as err:
         raise FitError(
-            f"--weights {expr!r} is not an expression on the runs table's columns "
-            f"{list(runs.columns)}: {err}"
+            f"--weights {expr!r} is not an expression on the runs table: {err}"
         ) from None
     if w.shape != (len(runs),) or not np.isfinite(w).all() or (w < 0).any() or not w.any():
         raise FitError(

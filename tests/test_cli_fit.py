@@ -225,14 +225,14 @@ def test_weights_expression_weights_the_parametric_fit(store, tmp_path, capsys):
     """Zero weight on the smallest size fits like leaving it out; bad expressions fail early."""
     common = ["--approaches", "3", "--bootstrap", "0", "--grid", "200"]
     out_w, out_h = tmp_path / "w", tmp_path / "h"
-    assert main([str(store), "--out", str(out_w), "--weights", "N > N.min()", *common]) == 0
+    assert main([str(store), "--out", str(out_w), "--weights", "N > min(N)", *common]) == 0
     runs = pd.read_csv(out_w / "runs.csv")
     n_min = runs["N"].min()
     assert main([str(store), "--out", str(out_h), "--holdout", f"N == {n_min}", *common]) == 0
     weighted = json.loads((out_w / "fit.json").read_text())
     dropped = json.loads((out_h / "fit.json").read_text())
-    assert weighted["weights"] == "N > N.min()"
-    assert "weights per run: `N > N.min()`" in (out_w / "report.md").read_text()
+    assert weighted["weights"] == "N > min(N)"
+    assert "weights per run: `N > min(N)`" in (out_w / "report.md").read_text()
     for name in ("E", "A", "B", "alpha", "beta"):
         assert weighted["approach3"][name] == pytest.approx(dropped["approach3"][name], rel=1e-3)
     capsys.readouterr()
