@@ -47,13 +47,28 @@ class Law:
     variables: tuple[str, ...]
     log_predict: Callable[[np.ndarray, Columns], np.ndarray]
     natural: Callable[[np.ndarray], dict[str, np.ndarray]]
+    from_natural: Callable[[Mapping[str, float]], np.ndarray]
     grid: Mapping[str, tuple[float, ...]]
+    tex: str
     terms: tuple[Term, ...] | None = None
     natural_names: tuple[str, ...] = field(default=())
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """LaTeX label of each natural parameter, e.g. ``{"alpha": r"$\\alpha$"}``."""
+        return {name: TEX_LABELS.get(name, rf"\texttt{{{name}}}") for name in self.natural_names}
 
     def predict(self, theta: np.ndarray, cols: Columns) -> np.ndarray:
         """Predicted loss (not log) for parameters ``theta`` at the data columns."""
         return np.exp(self.log_predict(np.asarray(theta, dtype=float), cols))
+
+    def predict_natural(self, params: Mapping[str, float], cols: Columns) -> np.ndarray:
+        """Predicted loss from natural parameters (``{"E": .., "A": .., ...}``) at the columns."""
+        missing = [p for p in self.natural_names if p not in params]
+        if missing:
+            raise ValueError(f"law {self.name!r} needs parameters {missing}; has {list(params)}")
+        cols = {v: np.asarray(cols[v], dtype=float) for v in self.variables}
+        return self.predict(self.from_natural(params), cols)
 
     def start_grid(self, grid: Mapping[str, tuple[float, ...]] | None = None) -> np.ndarray:
         """All combinations of the grid values, as an array of shape (n_starts, P)."""
@@ -104,20 +119,28 @@ def _lse_linear(terms: tuple[Term, ...], params: tuple[str, ...]):
 
 
 def _exp_coef(*names: str, keep: tuple[str, ...] = ()):
-    """Natural-unit converter: exp() the log coefficients named, keep the others."""
+    """Natural-unit converters both ways: exp() the log coefficients named (``a`` -> ``A``),
+    keep the others (exponents)."""
+    natural_of = {name: name if name in keep else name.upper() for name in names}
 
     def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
-        with np.errstate(
-            over="ignore"
-        ):  # a bootstrap outlier may overflow to inf: reported as such
+        # a bootstrap outlier may overflow to inf: reported as such
+        with np.errstate(over="ignore"):
             for i, name in enumerate(names):
-                out[name.upper() if name not in keep else name] = (
-                    theta[..., i] if name in keep else np.exp(theta[..., i])
-                )
+                out[natural_of[name]] = theta[..., i] if name in keep else np.exp(theta[..., i])
         return out
 
-    return natural
+    def from_natural(params: Mapping[str, float]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array(
+                [
+                    float(params[natural_of[n]]) if n in keep else np.log(float(params[natural_of[n]]))
+                    for n in names
+                ]
+            )
+
+    return natural, from_natural
 
 
 # Hoffmann et al. 2022 (Appendix D.2) / Besiroglu et al. 2024: 6 x 6 x 5 x 5 x 5 = 4,500 starts.
@@ -130,17 +153,36 @@ CHINCHILLA_GRID = {
 }
 
 
+# LaTeX label of every natural parameter name the laws use.
+TEX_LABELS = {
+    "E": "$E$",
+    "A": "$A$",
+    "B": "$B$",
+    "alpha": r"$\alpha$",
+    "beta": r"$\beta$",
+    "Nc": r"$N_c$",
+    "Dc": r"$D_c$",
+    "Sc": r"$S_c$",
+    "alpha_N": r"$\alpha_N$",
+    "alpha_D": r"$\alpha_D$",
+    "alpha_S": r"$\alpha_S$",
+}
+
+
 def _chinchilla() -> Law:
     params = ("a", "b", "e", "alpha", "beta")
     terms = ({"a": 1.0, "alpha": _neg_log("N")}, {"b": 1.0, "beta": _neg_log("D")}, {"e": 1.0})
+    natural, from_natural = _exp_coef("a", "b", "e", "alpha", "beta", keep=("alpha", "beta"))
     return Law(
         name="chinchilla",
         formula="L = E + A / N^alpha + B / D^beta",
         params=params,
         variables=("N", "D"),
         log_predict=_lse_linear(terms, params),
-        natural=_exp_coef("a", "b", "e", "alpha", "beta", keep=("alpha", "beta")),
+        natural=natural,
+        from_natural=from_natural,
         grid=CHINCHILLA_GRID,
+        tex=r"$L = E + A/N^\alpha + B/D^\beta$",
         terms=terms,
         natural_names=("E", "A", "B", "alpha", "beta"),
     )
@@ -163,6 +205,10 @@ def _kaplan_nd() -> Law:
             "alpha_D": theta[..., 3],
         }
 
+    def from_natural(p: Mapping[str, float]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array([np.log(p["Nc"]), np.log(p["Dc"]), p["alpha_N"], p["alpha_D"]], float)
+
     # Kaplan et al. 2020 report Nc = 6.4e13, Dc = 1.8e13, alpha_N = 0.076, alpha_D = 0.103.
     grid = {
         "log_Nc": tuple(np.log(10.0 ** np.arange(8, 18, 3))),
@@ -177,7 +223,9 @@ def _kaplan_nd() -> Law:
         variables=("N", "D"),
         log_predict=log_predict,
         natural=natural,
+        from_natural=from_natural,
         grid=grid,
+        tex=r"$L = [(N_c/N)^{\alpha_N/\alpha_D} + D_c/D]^{\alpha_D}$",
         natural_names=("Nc", "Dc", "alpha_N", "alpha_D"),
     )
 
@@ -195,6 +243,11 @@ def _kaplan_ns() -> Law:
             "alpha_S": theta[..., 3],
         }
 
+    def from_natural(p: Mapping[str, float]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a_n, a_s = float(p["alpha_N"]), float(p["alpha_S"])
+            return np.array([a_n * np.log(p["Nc"]), a_n, a_s * np.log(p["Sc"]), a_s], float)
+
     grid = {
         "c_N": (0.0, 2.0, 5.0),
         "alpha_N": (0.05, 0.1, 0.3, 0.6),
@@ -208,7 +261,9 @@ def _kaplan_ns() -> Law:
         variables=("N", "S"),
         log_predict=_lse_linear(terms, params),
         natural=natural,
+        from_natural=from_natural,
         grid=grid,
+        tex=r"$L = (N_c/N)^{\alpha_N} + (S_c/S)^{\alpha_S}$",
         terms=terms,
         natural_names=("Nc", "Sc", "alpha_N", "alpha_S"),
     )
@@ -217,13 +272,16 @@ def _kaplan_ns() -> Law:
 def _saturating(x: str) -> Law:
     params = ("e", "a", "alpha")
     terms = ({"e": 1.0}, {"a": 1.0, "alpha": _neg_log(x)})
+    natural, from_natural = _exp_coef("e", "a", "alpha", keep=("alpha",))
     return Law(
         name=f"saturating_{x}",
         formula=f"L = E + A / {x}^alpha",
         params=params,
         variables=(x,),
         log_predict=_lse_linear(terms, params),
-        natural=_exp_coef("e", "a", "alpha", keep=("alpha",)),
+        natural=natural,
+        from_natural=from_natural,
+        tex=f"$L = E + A/{x}^\\alpha$",
         grid={
             "e": tuple(np.arange(-1, 1.5, 0.5)),
             "a": tuple(np.arange(0, 30, 5.0)),
@@ -237,13 +295,16 @@ def _saturating(x: str) -> Law:
 def _power(x: str) -> Law:
     params = ("a", "alpha")
     terms = ({"a": 1.0, "alpha": _neg_log(x)},)
+    natural, from_natural = _exp_coef("a", "alpha", keep=("alpha",))
     return Law(
         name=f"power_{x}",
         formula=f"L = A / {x}^alpha",
         params=params,
         variables=(x,),
         log_predict=_lse_linear(terms, params),
-        natural=_exp_coef("a", "alpha", keep=("alpha",)),
+        natural=natural,
+        from_natural=from_natural,
+        tex=f"$L = A/{x}^\\alpha$",
         grid={"a": tuple(np.arange(0, 10, 1.0)), "alpha": (0.01, 0.05, 0.1, 0.3, 1.0)},
         terms=terms,
         natural_names=("A", "alpha"),

@@ -1,0 +1,204 @@
+"""Every choice of one fit, as a typed dataclass; named settings are YAML files in conf/fit/.
+
+``FitConfig.load("chinchilla_reference")`` reads ``conf/fit/chinchilla_reference.yaml`` onto the
+dataclass with OmegaConf (a typo'd or unknown key fails naming the key), applies field
+overrides (the ``scaling-fit`` flags, which are generated from these fields) and checks the
+whole configuration before anything is collected, fitted or written. The resolved config is
+stored in fit.json, so every report says exactly how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from analysis.laws import LAWS
+from scaling.contract import CONVENTIONS, WandbMode
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "fit"
+APPROACHES = (1, 2, 3)
+# Column names a --columns / --curve-columns mapping may target (docs/formats.md section 2).
+CSV_TARGETS = ("N", "D", "C", "S", "loss", "run", "size", "sweep", "status", "seed", "lr")
+CURVE_TARGETS = ("tokens", "loss", "step", "C", "train_loss", "lr", "run")
+
+
+class FitConfigError(ValueError):
+    """A fit setting that is not valid (names the setting, the value and what would be)."""
+
+
+@dataclass
+class FitConfig:
+    """The settings of one ``scaling-fit`` run (every field is a flag and a YAML key)."""
+
+    approaches: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Which of Chinchilla's approaches to compute: a subset of 1 (envelope), 2 (IsoFLOP),
+    3 (parametric)."""
+    convention: str = "chinchilla"
+    """FLOP convention for C: kaplan, 6n or chinchilla."""
+    law: str = "chinchilla"
+    """Parametric law of the fit, a name of the registry (analysis/laws.py); approach 3 needs
+    chinchilla, any other law is fitted and reported as the law fit."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of runs for every interval (0: no intervals)."""
+    seed: int = 0
+    """Seed of the bootstrap resamples and of the --grid start subset."""
+    ci: float = 0.9
+    """Coverage of the percentile intervals, in (0, 1)."""
+    holdout: str | None = None
+    """Runs held out of the fit and predicted: 'largest-C:FRACTION' (whole IsoFLOP budgets),
+    'largest-N', or an expression on the runs table such as "N > 1e9"."""
+    targets: list[float] = field(default_factory=list)
+    """Target compute(s) C for the predictions, e.g. 1e21,1e23 (default: 10x the largest run's C)."""
+    huber_delta: float = 1e-3
+    """Huber delta of the robust objective on log loss (> 0)."""
+    asymmetry: float = 1.0
+    """Weight of over-predictions against under-predictions (> 0; > 1: a lower-envelope fit)."""
+    weights: str | None = None
+    """Per-run weights of the parametric fit, an expression on the runs table (e.g. 'C ** 0.5');
+    default: equal."""
+    grid: int | None = None
+    """Optimise from a random subset of this many of the law's grid starts (default: all)."""
+    drop_highest: int = 0
+    """Exclude the runs with the k highest losses (Besiroglu et al.'s outlier rule)."""
+    group: str | None = None
+    """W&B group (the sweep's name) of a wandb: source, and of the analysis run."""
+    sweep: str | None = None
+    """W&B sweep id of a wandb: source."""
+    columns: dict[str, str] | None = None
+    """Column mapping of a CSV source onto N, D, C, loss (and S, run, size, ...), e.g.
+    'N=Model Size,C=Training FLOP,loss=loss'."""
+    curves: str | None = None
+    """Learning curves of a CSV source: a CSV file or glob, one file per run named by the run."""
+    curve_columns: dict[str, str] | None = None
+    """Column mapping of the curve files, e.g. 'tokens=total_tokens,loss=val_loss'."""
+    budget_tol_dex: float = 0.05
+    """Runs whose log10 C lie within this of a neighbour form one IsoFLOP budget (approach 2)."""
+    wandb: bool = False
+    """Log the analysis (tables, figures, fit.json) to W&B."""
+    wandb_project: str | None = None
+    """W&B project of the analysis run (default: the source's, else scaling)."""
+    wandb_mode: str = "auto"
+    """auto (online when W&B credentials exist and the host answers, else offline), online,
+    offline or disabled."""
+
+    def __post_init__(self) -> None:
+        for check in (self._check_choices, self._check_numbers, self._check_holdout):
+            check()
+
+    def _check_choices(self) -> None:
+        _require(
+            bool(self.approaches) and all(a in APPROACHES for a in self.approaches),
+            "approaches", self.approaches, "a non-empty subset of 1, 2, 3",
+        )  # fmt: skip
+        _require(self.convention in CONVENTIONS, "convention", self.convention, CONVENTIONS)
+        _require(self.law in LAWS, "law", self.law, f"one of {sorted(LAWS)}")
+        modes = tuple(m.value for m in WandbMode)
+        _require(self.wandb_mode in modes, "wandb_mode", self.wandb_mode, f"one of {modes}")
+        for name, targets in (("columns", CSV_TARGETS), ("curve_columns", CURVE_TARGETS)):
+            unknown = [k for k in getattr(self, name) or {} if k not in targets]
+            _require(not unknown, name, getattr(self, name), f"a mapping onto {targets}")
+
+    def _check_numbers(self) -> None:
+        _require(0 < self.ci < 1, "ci", self.ci, "a coverage in (0, 1)")
+        _require(self.bootstrap >= 0, "bootstrap", self.bootstrap, "resamples >= 0")
+        _require(_positive(self.huber_delta), "huber_delta", self.huber_delta, "finite and > 0")
+        _require(_positive(self.asymmetry), "asymmetry", self.asymmetry, "finite and > 0")
+        _require(_positive(self.budget_tol_dex), "budget_tol_dex", self.budget_tol_dex, "> 0")
+        _require(self.grid is None or self.grid >= 1, "grid", self.grid, "a start count >= 1")
+        _require(self.drop_highest >= 0, "drop_highest", self.drop_highest, "a count >= 0")
+        bad = [t for t in self.targets if not _positive(t)]
+        _require(not bad, "targets", self.targets, "finite compute values > 0 (e.g. 1e21)")
+
+    def _check_holdout(self) -> None:
+        rule = self.holdout
+        if rule is None or not rule.startswith("largest-"):
+            return
+        if rule == "largest-N" or rule == "largest-C":
+            return
+        head, _, frac = rule.partition(":")
+        valid = "'largest-C:FRACTION' with FRACTION in (0, 1), 'largest-N' or an expression"
+        _require(head == "largest-C" and _fraction(frac), "holdout", rule, valid)
+
+    @property
+    def holdout_fraction(self) -> float | None:
+        """The FRACTION of a 'largest-C[:FRACTION]' rule (0.2 when omitted), else None."""
+        if self.holdout is None or not self.holdout.startswith("largest-C"):
+            return None
+        _, _, frac = self.holdout.partition(":")
+        return float(frac) if frac else 0.2
+
+    @classmethod
+    def load(
+        cls, name_or_path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> FitConfig:
+        """The named setting (``conf/fit/<name>.yaml``) or YAML file, with field overrides."""
+        schema = OmegaConf.structured(cls)
+        try:
+            layers = [schema]
+            if name_or_path is not None:
+                layers.append(OmegaConf.load(config_path(name_or_path)))
+            layers.append(OmegaConf.create(dict(overrides or {})))
+            merged = OmegaConf.merge(*layers)
+            return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        except OmegaConfBaseException as err:
+            where = f" in {config_path(name_or_path)}" if name_or_path is not None else ""
+            key = getattr(err, "full_key", None) or getattr(err, "key", None)
+            valid = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise FitConfigError(
+                f"fit setting{where}: {str(err).splitlines()[0]}"
+                + (f" (key {key!r}; valid keys: {valid})" if key else "")
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts, numbers, strings) of every field."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The config as YAML, loadable by ``FitConfig.load``."""
+        return OmegaConf.to_yaml(OmegaConf.structured(self))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a named setting (``conf/fit/<name>.yaml``) or an explicit path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        if not path.is_file():
+            raise FitConfigError(f"fit config file {path} does not exist")
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not named.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise FitConfigError(
+            f"unknown fit config {str(name_or_path)!r}; named settings in {CONFIG_DIR}: {known} "
+            "(or give a path to a .yaml file)"
+        )
+    return named
+
+
+def named_configs() -> list[str]:
+    """The named settings shipped in conf/fit/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _positive(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+
+
+def _fraction(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return 0 < value < 1
+
+
+def _require(ok: bool, name: str, value: Any, valid: Any) -> None:
+    if not ok:
+        raise FitConfigError(f"{name} = {value!r} is not valid; use {valid}")
