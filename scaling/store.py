@@ -1,36 +1,36 @@
 """The run store: one folder per run, the source of truth (see docs/formats.md).
 
-runs/<experiment>/<run-name>/{config.yaml, metrics.csv, summary.json, checkpoints/last.ckpt}.
-summary.json is replaced atomically, so a reader (or a killed writer) never sees half a file;
-metrics.csv is appended and flushed row by row, so a crash loses at most the current row.
+runs/<experiment>/<run-name>/{config.yaml, metrics.csv, summary.json, .lock,
+checkpoints/{last,prev}.ckpt}. summary.json is written and read only as a
+`scaling.contract.RunSummary` and replaced atomically, so a reader (or a killed writer) never
+sees half a file; metrics.csv is appended and flushed row by row, so a crash loses at most the
+current row. One process at a time writes a run folder: it holds the OS lock on `.lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import math
 import os
-import tempfile
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-METRIC_COLUMNS = [
-    "step",
-    "tokens",
-    "flops_kaplan",
-    "flops_6n",
-    "flops_chinchilla",
-    "train_loss",
-    "val_loss",
-    "lr",
-    "tokens_per_s",
-    "mfu",
-    "epoch",
-]
+from scaling.contract import (
+    METRIC_COLUMNS,
+    RunSummary,
+    atomic_write_text,
+    read_summary,
+    write_summary,
+)
+
 # Keys that change how a run is watched or where it runs, not what it computes: a relaunch that
 # differs only in these is the same run (skip / resume), anything else is a different run.
 _NON_SEMANTIC = (
@@ -47,21 +47,18 @@ _NON_SEMANTIC = (
     "runs_dir",
     "data.cache_dir",
 )
+LOCK_FILE = ".lock"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and os.replace (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class RunFolderError(Exception):
+    """The run folder cannot be created, written or locked (a read-only or file `runs_dir`)."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot create or lock the run folder {path}: {err.strerror or err} "
+            f"({err.filename or path}); runs_dir must be a writable directory"
+        )
 
 
 def _json_default(o: Any) -> Any:
@@ -70,17 +67,6 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "value"):
         return o.value
     return str(o)
-
-
-def _clean(o: Any) -> Any:
-    """NaN/inf are not JSON: store them as null."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    return o
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -98,6 +84,28 @@ def config_hash(cfg: DictConfig) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def fsync_file(path: Path) -> None:
+    """Flush `path` and the folder entry naming it to disk (a checkpoint survives a power loss)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _int_step(value: str | None) -> int | None:
+    """A metrics row's step as an int; None if the cell is not a plain whole number."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class RunStore:
     """Read and write one run folder."""
 
@@ -106,63 +114,105 @@ class RunStore:
         self.summary_path = self.root / "summary.json"
         self.metrics_path = self.root / "metrics.csv"
         self.config_path = self.root / "config.yaml"
+        self.lock_path = self.root / LOCK_FILE
         self.ckpt_dir = self.root / "checkpoints"
         self._metrics_file: Any = None
         self._writer: Any = None
 
     @property
     def last_ckpt(self) -> Path:
+        """The latest checkpoint (resume point)."""
         return self.ckpt_dir / "last.ckpt"
 
+    @property
+    def prev_ckpt(self) -> Path:
+        """The checkpoint before last.ckpt, kept for when last.ckpt is damaged."""
+        return self.ckpt_dir / "prev.ckpt"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[str | None]:
+        """Hold the folder's OS lock for the block: yields None, or who holds it ("host h pid p").
+
+        flock belongs to the open file: it is released when the holder exits or dies, so a lock
+        left by a killed process never blocks a relaunch.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunFolderError(self.root, e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            if not held:
+                yield os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+                return
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()}\n".encode(), 0)
+            try:
+                yield None
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the lock
+
     def move_aside(self, tag: str) -> Path:
-        """Move the folder to ``<experiment>/.<tag>/<name>-<k>`` (the first k free), out of the
-        way of the run store's readers (they skip hidden folders); return the new path."""
+        """Move the folder's contents to ``<experiment>/.<tag>/<name>-<k>`` (the first k free),
+        out of the way of the run store's readers (they skip hidden folders); the lock file
+        stays, so the folder stays held. Returns the new path."""
         k = 1
         while (aside := self.root.parent / f".{tag}" / f"{self.root.name}-{k}").exists():
             k += 1
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        self.root.rename(aside)
+        aside.mkdir(parents=True)
+        for entry in self.root.iterdir():
+            if entry.name != LOCK_FILE:
+                entry.rename(aside / entry.name)
         return aside
 
-    def read_summary(self) -> dict[str, Any] | None:
-        """The stored summary, or None if the run was never started."""
-        if not self.summary_path.exists():
-            return None
-        try:
-            return json.loads(self.summary_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"corrupt run summary {self.summary_path}: {e}; move the folder aside to rerun"
-            ) from None
+    def quarantine(self, path: Path) -> Path:
+        """Rename a damaged file to ``<stem>.damaged-<k><suffix>`` beside it; return the new path."""
+        k = 1
+        while (aside := path.with_name(f"{path.stem}.damaged-{k}{path.suffix}")).exists():
+            k += 1
+        path.rename(aside)
+        return aside
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def rotate_checkpoint(self) -> None:
+        """Keep the current last.ckpt as prev.ckpt before a new one is written."""
+        if self.last_ckpt.exists():
+            os.replace(self.last_ckpt, self.prev_ckpt)
+
+    def read_summary(self) -> RunSummary | None:
+        """The stored summary, or None if the run was never started (SummaryError if corrupt)."""
+        return read_summary(self.summary_path)
+
+    def write_summary(self, summary: RunSummary) -> None:
         """Replace summary.json atomically."""
-        atomic_write_text(
-            self.summary_path, json.dumps(_clean(summary), indent=2, default=_json_default) + "\n"
-        )
-
-    def update_summary(self, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into summary.json and return the result."""
-        s = self.read_summary() or {}
-        s.update(fields)
-        self.write_summary(s)
-        return s
+        write_summary(self.summary_path, summary)
 
     def write_config(self, cfg: DictConfig) -> None:
         """Store the fully resolved config."""
         atomic_write_text(self.config_path, OmegaConf.to_yaml(cfg, resolve=True))
 
-    def open_metrics(self, keep_until_step: int | None) -> None:
-        """Open metrics.csv for appending; on resume drop rows logged after the checkpoint."""
+    def open_metrics(self, keep_until_step: int | None) -> list[str]:
+        """Open metrics.csv for appending; on resume keep rows up to the checkpoint's step.
+
+        Returns the `step` cells of rows dropped because they do not parse as a whole number.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, str]] = []
+        bad: list[str] = []
         if keep_until_step is not None and self.metrics_path.exists():
             with self.metrics_path.open(newline="") as f:
-                rows = [
-                    r
-                    for r in csv.DictReader(f)
-                    if r.get("step") and int(r["step"]) <= keep_until_step
-                ]
+                for r in csv.DictReader(f):
+                    step = _int_step(r.get("step"))
+                    if step is None:
+                        bad.append(str(r.get("step")))
+                    elif step <= keep_until_step:
+                        rows.append(r)
         self._metrics_file = self.metrics_path.open("w", newline="")
         self._writer = csv.DictWriter(
             self._metrics_file, fieldnames=METRIC_COLUMNS, extrasaction="ignore"
@@ -170,6 +220,7 @@ class RunStore:
         self._writer.writeheader()
         self._writer.writerows(rows)
         self._metrics_file.flush()
+        return bad
 
     def log_row(self, row: dict[str, Any]) -> None:
         """Append one metrics row and flush it to disk."""

@@ -1,11 +1,12 @@
-"""The Hydra entry point: compose -> validate -> skip if done -> fit -> record.
+"""The Hydra entry point: plan -> decide (skip, resume, move aside) -> fit -> record.
 
     scaling-train model=1M train.tokens=1xC            # 20 tokens per parameter
     scaling-train model=200k train.flops=1e13          # FLOPs under train.flops_convention
     scaling-train model=100k train.steps=500 trainer=gpu
 
 Everything a scaling-law analysis needs lands in runs/<experiment>/<run-name>/ (the source of
-truth, see docs/formats.md); W&B is a view of it.
+truth, see docs/formats.md); W&B is a view of it. One process at a time holds a run folder (an
+OS lock): a second launch of the same run skips it and names the holder.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import math
 import os
 import socket
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
-from analysis.wandb_mode import resolve_mode
 from scaling.budget import Budget, resolve
 from scaling.config import Config, ConfigError, register_configs, validate
+from scaling.contract import BudgetRecord, RunSummary, Status, SummaryError, resolve_wandb_mode
 from scaling.data import BatchStream, Corpus, DataError, TokenBatches, load_corpus, val_batches
 from scaling.family import flops_per_token, param_counts
-from scaling.store import RunStore, config_hash
+from scaling.progress import progress_line
+from scaling.store import RunFolderError, RunStore, config_hash, fsync_file
 
 log = logging.getLogger("scaling.train")
 register_configs()
@@ -45,9 +48,6 @@ def _quiet_lightning() -> None:
     sweep; our one-line progress and result lines say what matters. Call after importing it."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-_FINAL = ("completed", "diverged")  # statuses a relaunch does not train again
 
 
 @dataclasses.dataclass
@@ -63,6 +63,31 @@ class Plan:
     counts: Any
     fpt: dict[str, float]
     config_hash: str
+
+
+class Outcome(str, Enum):
+    """What one launch of a run did."""
+
+    TRAINED = "trained"  # trained (fresh or resumed) to its end: summary.status says how
+    ENDED = "ended"  # already completed or diverged: skipped, the stored summary returned
+    LOCKED = "locked"  # another process holds the run folder: skipped, `holder` names it
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The result of `train`: what the launch did and the run's record."""
+
+    outcome: Outcome
+    """Trained, or skipped because the run had ended or another process holds it."""
+    summary: RunSummary | None
+    """The run's record after this launch; None when skipped as locked."""
+    holder: str | None = None
+    """Who holds the run folder ("host h pid p"), for Outcome.LOCKED."""
+
+    @property
+    def skipped(self) -> bool:
+        """Whether this launch left the run as it was."""
+        return self.outcome is not Outcome.TRAINED
 
 
 def peak_lr(conf: Config, n_params: int) -> float:
@@ -123,7 +148,7 @@ def run_config_hash(cfg: DictConfig) -> str:
 def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
     """A WandbLogger in the experiment's group, with tokens/FLOPs as x-axes; None if disabled."""
     wc = plan.conf.logger.wandb
-    mode = resolve_mode(wc.mode.value)
+    mode = resolve_wandb_mode(wc.mode.value)
     if mode == "disabled":
         return None
     import wandb
@@ -136,7 +161,7 @@ def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
     tags = [f"size:{plan.conf.model.name}", f"budget:{plan.budget.label}", *wc.tags]
 
     def make(mode: str) -> Any:
-        return WandbLogger(
+        logger = WandbLogger(
             project=wc.project,
             entity=wc.entity,
             group=plan.conf.experiment,
@@ -150,6 +175,10 @@ def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
             resume="allow",
             settings=wandb.Settings(silent=True, init_timeout=30, x_disable_stats=True),
         )
+        # WandbLogger always hands wandb.init `anonymous=None`; wandb >= 0.19 warns "the
+        # anonymous setting has no effect" for any value given, so leave it unset
+        logger._wandb_init.pop("anonymous", None)
+        return logger
 
     logger = make(mode)
     try:
@@ -184,112 +213,203 @@ def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
     return logger
 
 
+# ---- decide: skip, resume, move aside ----
+
+
+@dataclasses.dataclass
+class _Start:
+    """Where a launch that trains starts from."""
+
+    ckpt_path: Path | None  # a checkpoint to restore (resume or train.init_from), else None
+    resumed_from: int | None  # the step a resume continues from (metrics rows kept up to it)
+
+
 def _ckpt_step(path: Path) -> int:
+    """The step of a checkpoint, read without running code from it (weights_only)."""
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
-def _failed(summary: dict[str, Any]) -> bool:
-    return summary.get("status") == "failed"
+def _resume_point(store: RunStore, run_name: str) -> tuple[Path, int] | None:
+    """The newest readable checkpoint (last, then prev) and its step; unreadable ones moved aside."""
+    for path in (store.last_ckpt, store.prev_ckpt):
+        if not path.exists():
+            continue
+        try:
+            return path, _ckpt_step(path)
+        # whatever a damaged or foreign file raises (EOFError, RuntimeError from the zip
+        # reader, UnpicklingError from weights_only, a missing key), it cannot be resumed
+        except Exception as e:
+            aside = store.quarantine(path)
+            print(
+                f"[{run_name}] unreadable checkpoint {path} ({type(e).__name__}) moved to {aside}",
+                file=sys.stderr,
+            )
+    return None
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one run (or skip/resume it) and return its summary."""
-    t_start = time.perf_counter()
-    plan = plan_run(cfg)
-    zero = not _is_replica()
-    if not zero:  # a DDP rank > 0 reads the run folder; rank 0 alone writes it
-        plan.store = _ReplicaStore(plan.store.root)
-    conf, store, budget = plan.conf, plan.store, plan.budget
-    prev = store.read_summary()
-    if prev is not None and prev.get("config_hash") != plan.config_hash and _failed(prev):
+def decide(plan: Plan) -> RunSummary | _Start:
+    """The stored summary if the run has ended (skip), else where this launch starts from."""
+    store, conf = plan.store, plan.conf
+    try:
+        prev = store.read_summary()
+    except SummaryError as e:
+        raise SummaryError(e.path, f"{e.reason}; move the run folder aside to rerun it") from None
+    if prev is not None and prev.config_hash != plan.config_hash:
+        if prev.status is not Status.FAILED:
+            raise ConfigError(
+                f"{store.root} already holds a run ({prev.status.value}) with a different "
+                f"config ({prev.config_hash} != {plan.config_hash}); choose another "
+                "experiment= or run_name=, or move that folder aside"
+            )
         # a failed run relaunched with a corrected config (a precision, a batch that fits in
         # memory): keep the failed record beside it, start afresh
-        if zero:
-            aside = store.move_aside("failed")
-            print(
-                f"[{plan.run_name}] the failed run with another config -> {aside}", file=sys.stderr
-            )
+        aside = store.move_aside("failed")
+        print(f"[{plan.run_name}] the failed run with another config -> {aside}", file=sys.stderr)
         prev = None
-    if prev is not None and prev.get("config_hash") != plan.config_hash:
-        raise ConfigError(
-            f"{store.root} already holds a run ({prev.get('status')}) with a different config "
-            f"({prev.get('config_hash')} != {plan.config_hash}); choose another experiment= or "
-            "run_name=, or move that folder aside"
-        )
-    if prev is not None and prev.get("status") in _FINAL:
-        log.info("%s already %s: skipping", plan.run_name, prev["status"])
-        print(f"[{plan.run_name}] already {prev['status']}: skipped", file=sys.stderr)
-        return {**prev, "skipped": True}
+    if prev is not None and prev.status.ended:
+        print(f"[{plan.run_name}] already {prev.status.value}: skipped", file=sys.stderr)
+        return prev
+    if prev is not None and conf.train.resume and (point := _resume_point(store, plan.run_name)):
+        return _Start(*point)
+    if conf.train.init_from:
+        path = Path(conf.train.init_from)
+        if not path.exists():
+            raise ConfigError(f"train.init_from={conf.train.init_from} does not exist")
+        return _Start(path, None)
+    return _Start(None, None)
 
+
+# ---- record ----
+
+
+def new_summary(plan: Plan, cfg: DictConfig, resumed_from: int | None) -> RunSummary:
+    """The run's record as a launch starts it (status running)."""
+    conf, b, counts = plan.conf, plan.budget, plan.counts
+    return RunSummary(
+        run=plan.run_name,
+        experiment=conf.experiment,
+        sweep=OmegaConf.select(cfg, "sweep.name", default=None) or conf.experiment,
+        status=Status.RUNNING,
+        size=conf.model.name,
+        N=counts.non_embedding,
+        N_total=counts.total,
+        N_with_head=counts.with_head,
+        flops_per_token=dict(plan.fpt),
+        D=b.tokens,
+        steps=b.steps,
+        batch_size=conf.train.batch_size,
+        seq_len=conf.model.seq_len,
+        C=dict(b.flops),
+        budget=BudgetRecord(b.kind, b.value, b.label, b.convention, b.target),
+        lr=plan.lr,
+        seed=conf.train.seed,
+        corpus=plan.corpus.name,
+        corpus_hash=plan.corpus.content_hash,
+        vocab_size=conf.model.vocab_size,
+        entropy_rate=plan.corpus.entropy_rate,
+        config_hash=plan.config_hash,
+        tags={"size": conf.model.name, "budget": b.label},
+        resumed_from_step=resumed_from,
+        init_from=conf.train.init_from,
+        # where it ran: a sweep names the process a launcher lost, a cluster the node
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+
+
+def _report(plan: Plan, s: RunSummary) -> None:
+    """The one result line of a run, then the sweep's progress when a sweep launched it."""
+    b, val = plan.budget, s.final_val_loss
+    print(
+        f"[{plan.run_name}] {s.status.value}: N={s.N:,} D={s.D:,} "
+        f"C={b.flops[b.convention]:.3g} "
+        f"val_loss={val if val is None else round(val, 4)} -> {plan.store.root}",
+        file=sys.stderr,
+    )
+    if line := progress_line(plan.store.root):
+        print(line, file=sys.stderr, flush=True)
+
+
+# ---- the hub ----
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Train one run (or skip it: ended, or held by another process) and return the result."""
+    t_start = time.perf_counter()
+    plan = plan_run(cfg)
+    if _is_replica():  # a DDP rank > 0 follows rank 0, which holds the folder and writes it
+        plan.store = _ReplicaStore(plan.store.root)
+        return _launch(plan, cfg, t_start)
+    with plan.store.lock() as holder:
+        if holder is not None:
+            print(f"[{plan.run_name}] held by {holder}: skipped", file=sys.stderr)
+            return TrainResult(Outcome.LOCKED, None, holder)
+        return _launch(plan, cfg, t_start)
+
+
+def _launch(plan: Plan, cfg: DictConfig, t_start: float) -> TrainResult:
+    """decide -> fit -> record, with the run folder held."""
+    start = decide(plan)
+    if isinstance(start, RunSummary):
+        return TrainResult(Outcome.ENDED, start)
+    store = plan.store
+    summary = new_summary(plan, cfg, start.resumed_from)
+    store.write_config(cfg)
+    store.write_summary(summary)
+    keep = start.resumed_from if start.resumed_from is not None else -1
+    if bad := store.open_metrics(keep_until_step=keep):
+        print(
+            f"[{plan.run_name}] {store.metrics_path}: dropped {len(bad)} rows whose step is "
+            f"not a whole number ({', '.join(repr(v) for v in bad[:5])})",
+            file=sys.stderr,
+        )
+    wandb_logger = None
+    try:
+        with _failure_recorded(store, summary, t_start):
+            wandb_logger = make_wandb_logger(plan, cfg) if not _is_replica() else None
+            summary = _fit_and_record(plan, summary, start.ckpt_path, wandb_logger, t_start)
+    finally:
+        store.close()
+        if wandb_logger is not None:
+            import wandb
+
+            wandb.finish()  # always: jobs in one process must never share a W&B run
+    if not _is_replica():
+        _report(plan, summary)
+    return TrainResult(Outcome.TRAINED, summary)
+
+
+@contextlib.contextmanager
+def _failure_recorded(store: RunStore, summary: RunSummary, t_start: float) -> Iterator[None]:
+    """Store the run as failed (with the error) if the block raises, then re-raise."""
+    try:
+        yield
+    except Exception as e:
+        failed = dataclasses.replace(
+            summary,
+            status=Status.FAILED,
+            error=f"{type(e).__name__}: {e}",
+            wall_time_s=time.perf_counter() - t_start,
+        )
+        store.write_summary(failed)
+        raise
+
+
+def _fit_and_record(
+    plan: Plan, summary: RunSummary, ckpt_path: Path | None, wandb_logger: Any, t_start: float
+) -> RunSummary:
+    """Fit to the end of the budget and store how it ended (completed or diverged)."""
     import lightning as L
     import torch
 
     from scaling.module import Diverged, LitGPT, RunRecorder, peak_flops
 
     _quiet_lightning()
+    conf, store, budget = plan.conf, plan.store, plan.budget
     if conf.trainer.num_threads:
         torch.set_num_threads(conf.trainer.num_threads)
-    ckpt_path: Path | None = None
-    keep_until: int | None = None
-    if prev is not None and conf.train.resume and store.last_ckpt.exists():
-        ckpt_path, keep_until = store.last_ckpt, _ckpt_step(store.last_ckpt)
-    elif conf.train.init_from:
-        ckpt_path = Path(conf.train.init_from)
-        if not ckpt_path.exists():
-            raise ConfigError(f"train.init_from={conf.train.init_from} does not exist")
-    counts = plan.counts
-    summary: dict[str, Any] = {
-        "run": plan.run_name,
-        "experiment": conf.experiment,
-        "sweep": OmegaConf.select(cfg, "sweep.name", default=None) or conf.experiment,
-        "status": "running",
-        "size": conf.model.name,
-        "N": counts.non_embedding,
-        "N_total": counts.total,
-        "N_with_head": counts.with_head,
-        "params": dataclasses.asdict(counts),
-        "flops_per_token": plan.fpt,
-        "D": budget.tokens,
-        "steps": budget.steps,
-        "batch_size": conf.train.batch_size,
-        "seq_len": conf.model.seq_len,
-        "C": budget.flops,
-        "budget": {
-            "kind": budget.kind,
-            "value": budget.value,
-            "label": budget.label,
-            "convention": budget.convention,
-            "target": budget.target,
-        },
-        "final_train_loss": None,
-        "final_val_loss": None,
-        "best_val_loss": None,
-        "lr": plan.lr,
-        "seed": conf.train.seed,
-        "corpus": plan.corpus.name,
-        "corpus_hash": plan.corpus.content_hash,
-        "vocab_size": conf.model.vocab_size,
-        "entropy_rate": plan.corpus.entropy_rate,
-        "epochs": None,
-        "diverged_step": None,
-        "error": None,
-        "wall_time_s": None,
-        "tokens_per_s": None,
-        "config_hash": plan.config_hash,
-        "tags": {"size": conf.model.name, "budget": budget.label},
-        "heldout": False,
-        "resumed_from_step": keep_until,
-        "init_from": conf.train.init_from,
-        # where it ran: a sweep names the process a launcher lost, a cluster the node
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-    store.write_config(cfg)
-    store.write_summary(summary)
-    store.open_metrics(keep_until_step=keep_until if keep_until is not None else -1)
-
     L.seed_everything(conf.train.seed, workers=True, verbose=False)
     module = LitGPT(conf, conf.model, budget, plan.lr)
     if conf.trainer.compile:
@@ -300,74 +420,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     val = val_batches(
         plan.corpus, conf.train.eval_tokens, conf.train.batch_size, conf.model.seq_len
     )
-    trainer_ref: dict[str, Any] = {}
-    stream = _RankSlice(
-        BatchStream(batches, start=lambda: trainer_ref["t"].global_step, end=budget.steps),
-        trainer_ref,
-    )
     recorder = RunRecorder(
-        conf,
-        budget,
-        plan.fpt,
-        store,
-        val,
-        batches.epoch_at,
-        conf.model.vocab_size,
-        peak_flops(conf),
-        plan.run_name,
-    )
-    wandb_logger = None
+        conf, budget, plan.fpt, store, val, batches.epoch_at, conf.model.vocab_size,
+        peak_flops(conf), plan.run_name,
+    )  # fmt: skip
     try:
-        try:
-            wandb_logger = make_wandb_logger(plan, cfg) if zero else None
-            status = _fit(plan, module, stream, recorder, wandb_logger, trainer_ref, ckpt_path)
-        except Diverged as d:
-            status = "diverged"
-            summary.update(diverged_step=d.step, error=str(d))
-        except Exception as e:
-            summary.update(
-                status="failed",
-                error=f"{type(e).__name__}: {e}",
-                wall_time_s=time.perf_counter() - t_start,
-            )
-            store.write_summary(summary)
-            raise
-        finally:
-            store.close()
-        summary.update(
-            status=status,
-            final_val_loss=recorder.last_val,
-            final_train_loss=recorder.last_train,
-            best_val_loss=recorder.best_val,
-            epochs=batches.epoch_at(budget.steps),
-            wall_time_s=time.perf_counter() - t_start,
-            tokens_per_s=recorder.tokens_per_s,
-        )
-        store.write_summary(summary)
-        if wandb_logger is not None:
-            # the whole run record, so `scaling-fit wandb:<entity>/<project>` can collect
-            # from W&B alone exactly what it collects from the run store
-            wandb_logger.experiment.summary.update(
-                {k: v for k, v in summary.items() if v is not None}
-            )
-    finally:
-        if wandb_logger is not None:
-            import wandb
-
-            wandb.finish()  # always: jobs in one process must never share a W&B run
-    val = summary["final_val_loss"]
-    if zero:
-        print(
-            f"[{plan.run_name}] {status}: N={counts.non_embedding:,} D={budget.tokens:,} "
-            f"C={budget.flops[budget.convention]:.3g} "
-            f"val_loss={val if val is None else round(val, 4)} -> {store.root}",
-            file=sys.stderr,
-        )
-        from scaling.sweep import progress_line
-
-        if line := progress_line(store.root):
-            print(line, file=sys.stderr, flush=True)
+        _fit(plan, module, batches, recorder, wandb_logger, ckpt_path)
+        status, error, diverged_step = Status.COMPLETED, None, None
+    except Diverged as d:
+        status, error, diverged_step = Status.DIVERGED, str(d), d.step
+    summary = dataclasses.replace(
+        summary,
+        status=status,
+        error=error,
+        diverged_step=diverged_step,
+        final_val_loss=recorder.last_val,
+        final_train_loss=recorder.last_train,
+        best_val_loss=recorder.best_val,
+        epochs=batches.epoch_at(budget.steps),
+        wall_time_s=time.perf_counter() - t_start,
+        tokens_per_s=recorder.tokens_per_s,
+    )
+    store.write_summary(summary)
+    if wandb_logger is not None:
+        # the whole run record, so `scaling-fit wandb:<entity>/<project>` can collect
+        # from W&B alone exactly what it collects from the run store
+        record = {k: v for k, v in summary.to_dict().items() if v is not None}
+        wandb_logger.experiment.summary.update(record)
     return summary
+
+
+# ---- fit: the Lightning loop, checkpoints, DDP ----
 
 
 class _ReplicaStore(RunStore):
@@ -376,14 +459,20 @@ class _ReplicaStore(RunStore):
     def write_config(self, cfg: DictConfig) -> None:
         pass
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def write_summary(self, summary: RunSummary) -> None:
         pass
 
-    def open_metrics(self, keep_until_step: int | None) -> None:
-        pass
+    def open_metrics(self, keep_until_step: int | None) -> list[str]:
+        return []
 
     def log_row(self, row: dict[str, Any]) -> None:
         pass
+
+    def quarantine(self, path: Path) -> Path:
+        return path
+
+    def move_aside(self, tag: str) -> Path:
+        return self.root
 
 
 _DDP_ENV = (
@@ -412,7 +501,6 @@ def _ddp_child_command(local_rank: int) -> tuple[list[str], str]:
     instead composes exactly this job's overrides in run mode, so its config (and hash) is
     the job's own.
     """
-    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
     hc = HydraConfig.get()
@@ -430,7 +518,7 @@ def _ddp_child_command(local_rank: int) -> tuple[list[str], str]:
 
 
 @contextlib.contextmanager
-def _ddp_job(trainer_ref: dict[str, Any]) -> Any:
+def _ddp_env() -> Iterator[None]:
     """Leave this process as it was after a DDP run it launched, so the next job can launch.
 
     Lightning's launcher sets MASTER_PORT, LOCAL_RANK, WORLD_SIZE, ... in os.environ and keeps
@@ -439,7 +527,6 @@ def _ddp_job(trainer_ref: dict[str, Any]) -> Any:
     """
     import torch
     import torch.distributed as dist
-    from hydra.core.hydra_config import HydraConfig
     from lightning.fabric.strategies.launchers import subprocess_script as fabric_launch
     from lightning.pytorch.strategies.launchers import subprocess_script as pl_launch
 
@@ -452,13 +539,6 @@ def _ddp_job(trainer_ref: dict[str, Any]) -> Any:
         yield
     finally:
         torch.set_num_threads(threads)
-
-        launcher = getattr(trainer_ref.get("t") and trainer_ref["t"].strategy, "launcher", None)
-        for proc in getattr(launcher, "procs", []):
-            try:
-                proc.wait(timeout=120)
-            except Exception:
-                proc.kill()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         for k, v in saved.items():
@@ -468,29 +548,63 @@ def _ddp_job(trainer_ref: dict[str, Any]) -> Any:
                 os.environ[k] = v
 
 
+def _reap_children(trainer: Any) -> None:
+    """Wait for (or kill) the DDP child ranks this process launched."""
+    for proc in getattr(getattr(trainer.strategy, "launcher", None), "procs", []):
+        try:
+            proc.wait(timeout=120)
+        except Exception:
+            proc.kill()
+
+
+def _last_checkpoint(store: RunStore, every: int) -> Any:
+    """A Lightning Checkpoint callback: last.ckpt every `every` steps, the one before kept."""
+    from lightning.pytorch.callbacks import Checkpoint
+
+    class LastCheckpoint(Checkpoint):
+        """Saves last.ckpt (fsynced), keeping the previous one as prev.ckpt.
+
+        A Checkpoint subclass, so Lightning runs it after every other callback: the metrics
+        rows and evaluations of step s are on disk before the checkpoint of step s.
+        """
+
+        saved_step = -1
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if every and trainer.global_step % every == 0:
+                self.save(trainer)
+
+        def save(self, trainer: Any) -> None:
+            if trainer.global_step == self.saved_step:
+                return
+            if trainer.is_global_zero:
+                store.rotate_checkpoint()
+            trainer.save_checkpoint(store.last_ckpt)  # a collective under DDP
+            if trainer.is_global_zero:
+                fsync_file(store.last_ckpt)
+            self.saved_step = trainer.global_step
+
+    return LastCheckpoint()
+
+
 def _fit(
     plan: Plan,
     module: Any,
-    stream: Any,
+    batches: TokenBatches,
     recorder: Any,
     wandb_logger: Any,
-    trainer_ref: dict[str, Any],
     ckpt_path: Path | None,
-) -> str:
-    """Run the Lightning fit loop to the end of the budget; returns the status."""
+) -> None:
+    """Run the Lightning fit loop to the end of the budget (Diverged if the loss blows up)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
     conf, store, budget, tc = plan.conf, plan.store, plan.budget, plan.conf.trainer
     launches = tc.devices * tc.num_nodes > 1 and not _is_replica()
-    with (
-        _ddp_job(trainer_ref) if launches else contextlib.nullcontext(),
-        warnings.catch_warnings(),
-    ):
+    ckpt = _last_checkpoint(store, conf.train.checkpoint_every)
+    with _ddp_env() if launches else contextlib.nullcontext(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*IterableDataset.*")
-        warnings.filterwarnings("ignore", ".*dirpath has changed.*")  # a wsd branch's init_from
         warnings.filterwarnings("ignore", ".*treespec.*")  # torch 2.13 vs lightning 2.6 internals
         trainer = L.Trainer(
             accelerator=tc.accelerator,
@@ -503,42 +617,41 @@ def _fit(
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=wandb_logger if wandb_logger is not None else False,
-            callbacks=[
-                recorder,
-                ModelCheckpoint(
-                    dirpath=store.ckpt_dir,
-                    save_last=True,
-                    save_top_k=0,
-                    every_n_train_steps=conf.train.checkpoint_every,
-                ),
-            ],
+            callbacks=[recorder, ckpt],
             gradient_clip_val=conf.optim.grad_clip or None,
             enable_progress_bar=False,
             enable_model_summary=False,
             use_distributed_sampler=False,
             default_root_dir=str(store.root),
         )
-        trainer_ref["t"] = trainer
-        loader = DataLoader(stream, batch_size=None, num_workers=0)
-        trainer.fit(
-            module, train_dataloaders=loader, ckpt_path=str(ckpt_path) if ckpt_path else None
+        stream = _RankSlice(
+            BatchStream(batches, start=lambda: trainer.global_step, end=budget.steps), trainer
         )
+        loader = DataLoader(stream, batch_size=None, num_workers=0)
+        try:
+            trainer.fit(
+                module,
+                train_dataloaders=loader,
+                ckpt_path=str(ckpt_path) if ckpt_path else None,
+                weights_only=True,  # a checkpoint never runs code (see _ckpt_step)
+            )
+        finally:
+            if launches:
+                _reap_children(trainer)
         if trainer.global_step < budget.steps:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
-        trainer.save_checkpoint(store.last_ckpt, weights_only=False)  # a collective under DDP
-    return "completed"
+        ckpt.save(trainer)
 
 
 class _RankSlice(IterableDataset):
     """Each data-parallel rank takes its slice of the global batch (identity on one process)."""
 
-    def __init__(self, stream: BatchStream, trainer_ref: dict[str, Any]) -> None:
+    def __init__(self, stream: BatchStream, trainer: Any) -> None:
         super().__init__()
-        self.stream, self.trainer_ref = stream, trainer_ref
+        self.stream, self.trainer = stream, trainer
 
     def __iter__(self) -> Any:
-        t = self.trainer_ref["t"]
-        world, rank = t.world_size, t.global_rank
+        world, rank = self.trainer.world_size, self.trainer.global_rank
         for x, y in self.stream:
             if world == 1:
                 yield x, y
@@ -553,23 +666,21 @@ class _RankSlice(IterableDataset):
     config_name="train",
     version_base="1.3",
 )
-def main(cfg: DictConfig) -> float:
-    """Console entry point; returns the final validation loss (for Hydra sweepers)."""
+def main(cfg: DictConfig) -> TrainResult | None:
+    """Console entry point; returns what the launch did (None for a failed job of a sweep)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        summary = train(cfg)
-    except (ConfigError, DataError) as e:
+        return train(cfg)
+    except (ConfigError, DataError, SummaryError, RunFolderError) as e:
         if multirun:
             log.error("%s", e)
-            return math.nan
+            return None
         raise SystemExit(f"scaling-train: error: {e}") from None
     except Exception:
         if multirun:  # one failed run never stops the rest of a sweep; it is recorded as failed
             log.exception("run failed")
-            return math.nan
+            return None
         raise
-    loss = summary.get("final_val_loss")
-    return math.nan if loss is None else float(loss)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ keeps such a test). After an intended change, regenerate with
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ OVERRIDES = (
 
 def test_golden_loss_curve(tiny_cfg) -> None:
     cfg = tiny_cfg(*OVERRIDES)
-    s = train(cfg)
+    s = dataclasses.asdict(train(cfg).summary)
     with (Path(cfg.runs_dir) / "golden" / s["run"] / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     curve = {

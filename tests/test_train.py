@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from scaling.config import ConfigError
+from scaling.contract import METRIC_COLUMNS, Status
 from scaling.data import DataError
 from scaling.family import flops_per_token, param_counts
 from scaling.module import RunRecorder
-from scaling.store import METRIC_COLUMNS
-from scaling.train import plan_run, train
+from scaling.train import Outcome, new_summary, plan_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +29,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
 
 def test_tiny_model_trains_and_records_everything(tiny_cfg) -> None:
     cfg = tiny_cfg("train.steps=60", "experiment=unit")
-    s = train(cfg)
+    s = train(cfg).summary
     run = Path(cfg.runs_dir) / "unit" / "10k-S60"
-    assert s["status"] == "completed" and run.is_dir()
+    assert s.status is Status.COMPLETED and run.is_dir()
     stored = json.loads((run / "summary.json").read_text())
     assert stored["status"] == "completed" and stored["run"] == "10k-S60"
     # exact accounting, recorded per run
@@ -42,7 +42,7 @@ def test_tiny_model_trains_and_records_everything(tiny_cfg) -> None:
     assert stored["C"] == {k: stored["D"] * v for k, v in fpt.items()}
     assert stored["corpus_hash"] and stored["epochs"] > 0
     rows = read_metrics(run)
-    assert list(rows[0].keys()) == METRIC_COLUMNS
+    assert list(rows[0].keys()) == list(METRIC_COLUMNS)
     vals = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"]]
     assert vals[-1][0] == 60 and len(vals) >= 4
     # loss starts near ln(vocab) and falls
@@ -54,13 +54,13 @@ def test_tiny_model_trains_and_records_everything(tiny_cfg) -> None:
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
     # a completed run relaunched with the same config is not trained again
     again = train(tiny_cfg("train.steps=60", "experiment=unit"))
-    assert again.get("skipped") is True
+    assert again.skipped and again.outcome is Outcome.ENDED
     assert read_metrics(run) == rows
 
 
 def test_resume_after_crash_matches_uninterrupted_run(tiny_cfg, monkeypatch) -> None:
     args = ("train.steps=40", "train.checkpoint_every=10", "train.log_every=5")
-    ref = train(tiny_cfg(*args, "experiment=ref"))
+    ref = train(tiny_cfg(*args, "experiment=ref")).summary
 
     real = RunRecorder.on_train_batch_end
 
@@ -76,9 +76,9 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_cfg, monkeypatch) -> 
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     monkeypatch.setattr(RunRecorder, "on_train_batch_end", real)
 
-    resumed = train(tiny_cfg(*args, "experiment=crash"))
-    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 20
-    assert abs(resumed["final_val_loss"] - ref["final_val_loss"]) < 1e-4
+    resumed = train(tiny_cfg(*args, "experiment=crash")).summary
+    assert resumed.status is Status.COMPLETED and resumed.resumed_from_step == 20
+    assert abs(resumed.final_val_loss - ref.final_val_loss) < 1e-4
     ref_rows = read_metrics(Path(tiny_cfg().runs_dir) / "ref" / "10k-S40")
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]
@@ -92,19 +92,19 @@ DIVERGING = ("train.steps=40", "optim.lr=50", "optim.grad_clip=0", "schedule.war
 
 def test_divergence_is_recorded_and_final(tiny_cfg) -> None:
     cfg = tiny_cfg(*DIVERGING, "experiment=div")
-    s = train(cfg)
-    assert s["status"] == "diverged"
-    assert s["diverged_step"] is not None and 0 < s["diverged_step"] <= 40
+    s = train(cfg).summary
+    assert s.status is Status.DIVERGED
+    assert s.diverged_step is not None and 0 < s.diverged_step <= 40
     run = Path(cfg.runs_dir) / "div" / "10k-S40"
     stored = json.loads((run / "summary.json").read_text())
-    assert stored["status"] == "diverged" and stored["diverged_step"] == s["diverged_step"]
+    assert stored["status"] == "diverged" and stored["diverged_step"] == s.diverged_step
     rows = read_metrics(run)
     steps = [int(r["step"]) for r in rows]  # nothing logged is lost: the bad row is the last
-    assert steps and steps[-1] - 5 < s["diverged_step"] <= steps[-1]  # train.log_every=5
-    assert train(cfg).get("skipped") is True
+    assert steps and steps[-1] - 5 < s.diverged_step <= steps[-1]  # train.log_every=5
+    assert train(cfg).outcome is Outcome.ENDED
     # step-exact: logging every step finds the same first bad step (same seed, CPU)
-    every = train(tiny_cfg(*DIVERGING, "experiment=div1", "train.log_every=1"))
-    assert every["diverged_step"] == s["diverged_step"]
+    every = train(tiny_cfg(*DIVERGING, "experiment=div1", "train.log_every=1")).summary
+    assert every.diverged_step == s.diverged_step
 
 
 @pytest.mark.parametrize(
@@ -150,10 +150,11 @@ def test_failed_run_relaunched_with_another_config_is_moved_aside(tiny_cfg) -> N
     cfg = tiny_cfg("train.steps=10", "experiment=fix")
     root = Path(cfg.runs_dir) / "fix" / "10k-S10"
     root.mkdir(parents=True)
-    failed = {"run": "10k-S10", "status": "failed", "config_hash": "sha256:other",
-              "error": "OutOfMemoryError: CUDA out of memory"}  # fmt: skip
+    failed = new_summary(plan_run(cfg), cfg, None).to_dict()
+    failed.update(status="failed", config_hash="sha256:other",
+                  error="OutOfMemoryError: CUDA out of memory")  # fmt: skip
     (root / "summary.json").write_text(json.dumps(failed))
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).summary.status is Status.COMPLETED
     kept = Path(cfg.runs_dir) / "fix" / ".failed" / "10k-S10-1" / "summary.json"
     assert json.loads(kept.read_text()) == failed  # nothing already written is lost
     # a completed run with another config is still refused
@@ -167,7 +168,7 @@ def test_display_settings_do_not_make_a_different_run(tiny_cfg) -> None:
         tiny_cfg("train.steps=10", "experiment=disp", "trainer.progress_every_s=5",
                  "trainer.peak_flops=2e11", "trainer.num_threads=2")
     )  # fmt: skip
-    assert again.get("skipped") is True
+    assert again.outcome is Outcome.ENDED
 
 
 def test_precision_typo_fails_at_composition(tiny_cfg) -> None:
@@ -183,7 +184,7 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     cfg = tiny_cfg("train.steps=20", "experiment=wb", "logger.wandb.mode=offline")
-    s = train(cfg)
+    s = train(cfg).summary
     run = Path(cfg.runs_dir) / "wb" / "10k-S20"
     files = list(run.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
@@ -195,10 +196,10 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
         rec = read_offline_run(files[0])
     hist = rec["history"]
     assert {"train/loss", "val/loss", "tokens", "flops", "lr"} <= set(hist.columns)
-    assert hist["tokens"].dropna().max() == s["D"]
+    assert hist["tokens"].dropna().max() == s.D
     last_val = hist["val/loss"].dropna().iloc[-1]
-    assert last_val == pytest.approx(s["final_val_loss"])
-    assert rec["summary"]["final_val_loss"] == pytest.approx(s["final_val_loss"])
+    assert last_val == pytest.approx(s.final_val_loss)
+    assert rec["summary"]["final_val_loss"] == pytest.approx(s.final_val_loss)
     assert rec["config"]["experiment"] == "wb"
     # grouped so the dashboard shows an experiment (a sweep) at a glance
     assert (rec["group"], rec["job_type"], rec["name"]) == ("wb", "train", "10k-S20")
@@ -215,7 +216,7 @@ def _logged_in_without_network(monkeypatch) -> None:
 def test_auto_mode_with_login_but_no_network_trains_offline(tiny_cfg, monkeypatch) -> None:
     _logged_in_without_network(monkeypatch)
     cfg = tiny_cfg("train.steps=10", "experiment=wbauto", "logger.wandb.mode=auto")
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).summary.status is Status.COMPLETED
     run = Path(cfg.runs_dir) / "wbauto" / "10k-S10"
     assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 1
 
@@ -224,12 +225,12 @@ def test_auto_mode_with_login_but_no_network_trains_offline(tiny_cfg, monkeypatc
 def test_failed_online_init_falls_back_offline_or_is_recorded(tiny_cfg, monkeypatch) -> None:
     """auto: a login and a host that passed the probe but an init that fails -> offline run.
     online (asked for explicitly): the run is recorded as failed, not left 'running'."""
-    import analysis.wandb_mode as wm
+    import scaling.contract as contract
 
     _logged_in_without_network(monkeypatch)
-    monkeypatch.setattr(wm, "reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(contract, "wandb_reachable", lambda timeout=2.0: True)
     cfg = tiny_cfg("train.steps=10", "experiment=wbfall", "logger.wandb.mode=auto")
-    assert train(cfg)["status"] == "completed"
+    assert train(cfg).summary.status is Status.COMPLETED
     run = Path(cfg.runs_dir) / "wbfall" / "10k-S10"
     assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 1
     cfg = tiny_cfg("train.steps=10", "experiment=wbon", "logger.wandb.mode=online")
