@@ -170,14 +170,19 @@ def power_law_targets(
     a, b, n_coef, d_coef = fit
     rows = []
     for c in targets:
-        row = {"C": float(c), "N_opt": n_coef * c**a, "D_opt": d_coef * c**b}
-        row["tokens_per_param"] = row["D_opt"] / row["N_opt"]
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            n_opt, d_opt = n_coef * np.power(float(c), a), d_coef * np.power(float(c), b)
+            ratio = np.float64(d_opt) / n_opt
+        row = {"C": float(c), "N_opt": float(n_opt), "D_opt": float(d_opt)}
+        row["tokens_per_param"] = float(ratio)
         if boots is not None and len(boots):
-            n_s = boots[:, 2] * c ** boots[:, 0]
-            d_s = boots[:, 3] * c ** boots[:, 1]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # degenerate: NaN
+                n_s = boots[:, 2] * c ** boots[:, 0]
+                d_s = boots[:, 3] * c ** boots[:, 1]
+                ratio = d_s / n_s
             row["N_opt_ci"] = interval(n_s, ci)
             row["D_opt_ci"] = interval(d_s, ci)
-            row["tokens_per_param_ci"] = interval(d_s / n_s, ci)
+            row["tokens_per_param_ci"] = interval(ratio, ci)
         rows.append(row)
     return rows
 
@@ -204,7 +209,8 @@ def power_law_band(boots: np.ndarray | None, c_grid: np.ndarray, ci: float) -> d
     c = np.asarray(c_grid, float)[None, :]  # (1, G)
     out: dict = {"C": c[0].tolist()}
     for name, exp, coef in (("N_opt", 0, 2), ("D_opt", 1, 3)):
-        vals = boots[:, coef, None] * c ** boots[:, exp, None]  # (n, G)
+        with np.errstate(over="ignore", invalid="ignore"):  # degenerate resamples: NaN
+            vals = boots[:, coef, None] * c ** boots[:, exp, None]  # (n, G)
         vals = np.where(np.isfinite(vals) & (vals > 0), vals, np.nan)
         if np.isnan(vals).all():
             return None
