@@ -1,7 +1,7 @@
 """Time the approach-3 fit and bootstrap on the 240 Chinchilla points against a naive scipy loop.
 
 Data: Besiroglu et al. 2024 (epoch-research/analyzing-chinchilla), the digitised Chinchilla
-points less the 5 highest losses (see /work/shared/reference_data/README.md).
+points less the 5 highest losses (see data/reference/README.md).
 
 - fast: analysis.fit.fit over the full 4,500-start grid (batched L-BFGS in numpy with the exact
   gradient, threads over cores, then a tight-tolerance polish of the best few), and a bootstrap of
@@ -30,9 +30,9 @@ from analysis.fit import Objective, bootstrap, fit
 from analysis.laws import get_law
 
 DATA = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "reference_data"
+    Path(__file__).resolve().parents[1]
+    / "data"
+    / "reference"
     / "chinchilla_epoch_svg_extracted.csv"
 )
 

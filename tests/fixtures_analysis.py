@@ -12,7 +12,7 @@ import pandas as pd
 TRUE = {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}
 TRUE_A = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
 BUDGETS = tuple(float(c) for c in np.logspace(17, 20, 7))
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference_data"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference"  # see its README
 
 
 def true_loss(n, d, p=TRUE):
