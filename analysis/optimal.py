@@ -283,7 +283,8 @@ def approach1(
     it every curve is still in its early transient (warmup, learning the unigram statistics),
     where the lowest curve says nothing about the compute-optimal size. The entry holds the
     envelope it fitted (``envelope``: C, loss and run at each grid point; null when only final
-    points were given) and its winners (``points``), so figures draw them as fitted.
+    points were given), its winners (``points``) and the runs it used (``runs``), so figures
+    draw them as fitted.
     """
     from_curves = not (curves is None or curves.empty or curves.groupby("run").size().max() < 2)
     if not from_curves:
@@ -320,6 +321,7 @@ def approach1(
         for c, nn, d, lo, r in pts
     ]
     out["envelope"] = _envelope(grid, loss, run_ids) if from_curves else None
+    out["runs"] = [str(r) for r in run_ids]
     return out
 
 

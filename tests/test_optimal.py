@@ -99,7 +99,8 @@ def test_approach1_envelope_only_from_the_curves_it_was_given(ladder):
     best = curves.groupby("run")["loss"].min().idxmin()  # the run that wins at the top
     fitted = runs[runs["run"] != best]
     out = approach1(curves[curves["run"] != best], fitted, 6.0)
-    assert best not in set(out["envelope"]["run"])
+    assert best not in set(out["envelope"]["run"]) | set(out["runs"])
+    assert sorted(out["runs"]) == sorted(fitted["run"])
     assert approach1(None, runs, 6.0)["envelope"] is None  # final points only: no curves
 
 
