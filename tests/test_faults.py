@@ -110,7 +110,9 @@ def test_metrics_rows_with_unparsable_steps_are_dropped_and_reported(
     capfd.readouterr()
     s = train(tiny_cfg(*ARGS, "experiment=rows")).summary
     assert s.status is Status.COMPLETED and s.resumed_from_step == 20
-    assert "dropped 2 rows whose step is not a whole number ('1e2', 'nan')" in capfd.readouterr().err
+    assert (
+        "dropped 2 rows whose step is not a whole number ('1e2', 'nan')" in capfd.readouterr().err
+    )
     assert all(r["step"].isdigit() for r in read_metrics(run))
 
 
