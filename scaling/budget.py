@@ -12,15 +12,40 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaling.config import ConfigError, TrainConfig
+from scaling.contract import CONVENTIONS
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0  # "1xC": 20 tokens per parameter (Hoffmann et al. 2022)
-CONVENTIONS = ("kaplan", "6n", "chinchilla")
+# More optimiser steps than any run could take (and far inside int64, where Lightning counts):
+# a budget beyond it is a typo such as train.tokens=1e30.
+MAX_STEPS = 10**12
 
 _MULTIPLE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[xX]C\s*$")
 
 
-class BudgetTooSmall(ConfigError):
-    """A budget below one batch: a sweep drops (and lists) such a run instead of failing."""
+class BudgetError(ConfigError):
+    """A training budget that cannot be resolved into whole optimiser steps."""
+
+
+class MalformedBudget(BudgetError):
+    """A budget that is not a valid value (not a number, not positive, none or several given):
+    a typo, so a sweep stops before launching and names it."""
+
+
+class BudgetTooSmall(BudgetError):
+    """A well-formed budget below one batch: a sweep drops (and lists) such a run."""
+
+    def __init__(self, key: str, value: Any, tokens: float, tokens_per_step: int) -> None:
+        self.key, self.value = key, value
+        self.tokens, self.tokens_per_step = tokens, tokens_per_step
+        super().__init__(f"{self.reason}; raise the budget or lower train.batch_size")
+
+    @property
+    def reason(self) -> str:
+        """What is too small, without the advice (a sweep lists it as the run's drop reason)."""
+        return (
+            f"train.{self.key}={self.value!r} gives {self.tokens:.4g} tokens, less than one "
+            f"batch of {self.tokens_per_step} tokens (train.batch_size x model.seq_len)"
+        )
 
 
 def fmt_num(x: float) -> str:
@@ -44,12 +69,12 @@ def _as_positive_number(name: str, value: Any) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(
+        raise MalformedBudget(
             f"{name}={value!r} is not a number; use a count such as 2e7"
             + (" or a Chinchilla multiple such as 1xC" if name == "train.tokens" else "")
         ) from None
     if not math.isfinite(x) or x <= 0:
-        raise ConfigError(f"{name}={value!r} must be a positive finite number")
+        raise MalformedBudget(f"{name}={value!r} must be a positive finite number")
     return x
 
 
@@ -75,7 +100,7 @@ def resolve(
         k: getattr(train, k) for k in ("tokens", "flops", "steps") if getattr(train, k) is not None
     }
     if len(given) != 1:
-        raise ConfigError(
+        raise MalformedBudget(
             "set exactly one budget: train.tokens=<count or kxC>, train.flops=<C> or "
             f"train.steps=<S>; got {sorted(given) or 'none'}"
         )
@@ -84,13 +109,13 @@ def resolve(
     if kind == "steps":
         steps_f = _as_positive_number("train.steps", raw)
         if not float(steps_f).is_integer():
-            raise ConfigError(f"train.steps={raw!r} must be a whole number")
+            raise MalformedBudget(f"train.steps={raw!r} must be a whole number")
         target, tokens_f, label = steps_f, steps_f * tokens_per_step, f"S{int(steps_f)}"
     elif kind == "tokens":
         mult = parse_multiple(raw)
         if mult is not None:
             if mult <= 0:
-                raise ConfigError(f"train.tokens={raw!r} must be a positive multiple")
+                raise MalformedBudget(f"train.tokens={raw!r} must be a positive multiple")
             tokens_f = mult * CHINCHILLA_TOKENS_PER_PARAM * n_params
             label = f"{fmt_num(mult)}xC"
         else:
@@ -102,10 +127,11 @@ def resolve(
         target, tokens_f, label = flops_f, flops_f / flops_per_token[conv], f"C{fmt_num(flops_f)}"
     steps = round(tokens_f / tokens_per_step)
     if steps < 1:
-        raise BudgetTooSmall(
-            f"train.{kind}={raw!r} gives {tokens_f:.4g} tokens, less than one batch of "
-            f"{tokens_per_step} tokens (train.batch_size x model.seq_len); raise the budget or "
-            "lower train.batch_size"
+        raise BudgetTooSmall(kind, raw, tokens_f, tokens_per_step)
+    if steps > MAX_STEPS:
+        raise MalformedBudget(
+            f"train.{kind}={raw!r} gives {steps:.3g} optimiser steps; at most {MAX_STEPS:.0e} "
+            "steps are possible, so this is not a budget any run can train"
         )
     tokens = steps * tokens_per_step
     return Budget(

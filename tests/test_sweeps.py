@@ -15,8 +15,11 @@ from conftest import TINY, compose_train
 from omegaconf import OmegaConf
 
 from scaling.config import ConfigError
+from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 from scaling.family import SIZES
-from scaling.sweep import best_lr, names, parse_spec, plan_sweep, write_tuned
+from scaling.sweep.best_lr import best_lr, write_tuned
+from scaling.sweep.plan import plan_sweep
+from scaling.sweep.spec import names, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
@@ -56,6 +59,39 @@ def cli(tmp_path: Path, data_cache: Path, *overrides: str, timeout: int = 600, *
         *overrides,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, **kw)
+
+
+def record(root: Path, status: str, size: str = "10k", lr: float = 1e-3, **fields) -> None:
+    """Write a valid summary.json (through the run contract) into the run folder `root`."""
+    budget = BudgetRecord(
+        kind="tokens", value="4xC", label=fields.pop("label", "4xC"), convention="6n"
+    )
+    fpt = dict.fromkeys(CONVENTIONS, 6e4)
+    s = RunSummary(
+        run=root.name,
+        experiment=root.parent.name,
+        sweep=root.parent.name,
+        status=Status(status),
+        size=size,
+        N=10_000,
+        N_total=20_000,
+        N_with_head=12_000,
+        flops_per_token=fpt,
+        D=800_000,
+        steps=100,
+        batch_size=8,
+        seq_len=1000,
+        C={c: 4.8e10 for c in CONVENTIONS},
+        budget=budget,
+        lr=lr,
+        seed=0,
+        corpus="stdlib",
+        corpus_hash="sha256:0",
+        vocab_size=256,
+        config_hash="x",
+        **fields,
+    )
+    write_summary(root / "summary.json", s)
 
 
 def summaries(folder: Path) -> dict[str, dict]:
@@ -133,7 +169,7 @@ def test_demo_sweep_takes_any_launcher() -> None:
     """The demo's two local jobs come from its launcher option, so another launcher composes."""
     from hydra import compose, initialize_config_dir
 
-    from scaling.sweep import launcher_parallelism
+    from scaling.sweep.launchers import launcher_parallelism
 
     def launcher(*overrides: str):
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3", job_name="test"):
@@ -203,7 +239,7 @@ def test_wsd_branches_start_at_their_cooldown(data_cache, tmp_path) -> None:
             assert b.stage == 1 and str(start) in ckpts
             assert f"train.init_from='{stable.root}/checkpoints/step{start}.ckpt'" in b.overrides
             assert f"schedule.wsd_total_steps={stable.steps}" in b.overrides
-    w = sp.wsd_saving
+    w = sp.saving
     assert w and w["scratch"] == pytest.approx(sum(r.C for r in sp.runs))
     assert 0.2 < w["saved_frac"] < 0.5  # (1 + 2) x 80% of 4xC's first 80%... of 7 units
 
@@ -223,23 +259,16 @@ def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
     ]
     runs = tmp_path / "runs" / "lr"
     for name, lr, loss in (("10k-a", 1e-3, 2.0), ("10k-b", 1e-2, 1.5), ("20k-a", 3e-3, 1.7)):
-        (runs / name).mkdir(parents=True)
-        (runs / name / "summary.json").write_text(
-            json.dumps(
-                {
-                    "run": name,
-                    "size": name[:3],
-                    "status": "completed",
-                    "lr": lr,
-                    "final_val_loss": loss,
-                }
-            )
-        )
+        record(runs / name, "completed", size=name[:3], lr=lr, final_val_loss=loss)
+    (runs / "10k-x").mkdir()
+    (runs / "10k-x" / "summary.json").write_text('{"run": "10k-x", "status": "compl')  # torn
     out = tmp_path / "conf" / "optim"
     out.mkdir(parents=True)
     (out / "adamw.yaml").write_text((ROOT / "conf" / "optim" / "adamw.yaml").read_text())
-    best = best_lr(runs)
-    assert best["10k"]["at_grid_edge"] and not best["20k"]["at_grid_edge"]  # 1e-2 is the top
+    result = best_lr(runs)
+    best = result.best
+    assert best["10k"].at_grid_edge and not best["20k"].at_grid_edge  # 1e-2 is the top
+    assert [e.path.parent.name for e in result.corrupt] == ["10k-x"]  # listed, not fatal
     assert "at the edge of the grid" in write_tuned(best, out / "tuned.yaml", runs)
     # the written group option composes (defaults: adamw) and feeds the per-size LR table
     from hydra import compose, initialize_config_dir
@@ -249,12 +278,9 @@ def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
     assert dict(cfg.optim.lr_table) == {"10k": 0.01, "20k": 0.003}
     assert cfg.optim.weight_decay == 0.1
     # losses of different budgets do not rank LRs: refused, naming the budgets
-    (runs / "10k-c").mkdir()
-    other = {"run": "10k-c", "size": "10k", "status": "completed", "lr": 3e-3}
-    other |= {"final_val_loss": 1.0, "budget": {"label": "8xC"}}
-    (runs / "10k-c" / "summary.json").write_text(json.dumps(other))
+    record(runs / "10k-c", "completed", lr=3e-3, final_val_loss=1.0, label="8xC")
     with pytest.raises(
-        ConfigError, match=r"size 10k has lr runs at several budgets \['8xC', '\?'\]"
+        ConfigError, match=r"size 10k has lr runs at several budgets \['4xC', '8xC'\]"
     ):
         best_lr(runs)
 
@@ -495,12 +521,13 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
 
 
 def test_progress_line_counts_finished_runs(tmp_path) -> None:
-    from scaling.sweep import PROGRESS_FILE, progress_line
+    from scaling.progress import PROGRESS_FILE, progress_line
 
     exp = tmp_path / "demo"
     for name, status in (("a", "completed"), ("b", "diverged"), ("c", "running")):
-        (exp / name).mkdir(parents=True)
-        (exp / name / "summary.json").write_text(json.dumps({"status": status}))
+        record(exp / name, status)
+    (exp / "d").mkdir()
+    (exp / "d" / "summary.json").write_text("{")  # corrupt: counted as not done, no traceback
     (exp / PROGRESS_FILE).write_text(
         json.dumps({"sweep": "demo", "runs": ["a", "b", "c", "d"], "started": time.time() - 90})
     )

@@ -1,1 +1,1 @@
-"""Hydra sweeper plugin for scaling sweeps (hydra/sweeper=scaling); the logic is scaling.sweep."""
+"""Hydra sweeper plugin for scaling sweeps (hydra/sweeper=scaling); the logic is the scaling.sweep package."""

@@ -1,7 +1,8 @@
-"""The Hydra Sweeper behind sweeps/*.yaml: a thin shim over scaling.sweep.run_sweep.
+"""The Hydra Sweeper behind sweeps/*.yaml: a thin shim over scaling.sweep.launch.run_sweep.
 
 Hydra imports every module under hydra_plugins at start-up, so this one imports nothing heavy
-at module level; torch and the planner load only when a sweep runs.
+at module level; torch and the planner load only when a sweep runs. Each job's task function
+is wrapped so that a worker process stops when the sweep process dies (scaling.sweep.watchdog).
 """
 
 # no `from __future__ import annotations`: Hydra executes plugin modules outside sys.modules,
@@ -38,15 +39,18 @@ class ScalingSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from scaling.sweep.watchdog import Watched
+
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
+            hydra_context=hydra_context, task_function=Watched(task_function), config=config
         )
 
     def sweep(self, arguments: list[str]) -> Any:
         from scaling.config import ConfigError
         from scaling.data import DataError
-        from scaling.sweep import outcome, run_sweep
+        from scaling.sweep.launch import run_sweep
+        from scaling.sweep.report import outcome
 
         assert self.config is not None and self.hydra_context is not None and self.launcher
         loader, master, launcher = self.hydra_context.config_loader, self.config, self.launcher
@@ -66,6 +70,9 @@ class ScalingSweeper(Sweeper):
             )
         except (ConfigError, DataError) as e:
             raise SystemExit(f"scaling-train: error: {e}") from None
-        if not sp.spec.plan and outcome(sp)[1]["failed"]:
+        if sp.spec.plan:
+            return sp
+        counts = outcome(sp)[1]
+        if counts["failed"] or counts["corrupt"]:
             raise SystemExit(1)  # after every other run finished and the table was printed
         return sp

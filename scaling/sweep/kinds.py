@@ -1,0 +1,213 @@
+"""Sweep kinds: one small registered class each (its needed fields, grid and planning rules).
+
+`sweep.kind` names a class here; a new kind is a subclass with `@register`, nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from scaling.budget import fmt_num
+from scaling.config import ConfigError, SweepSpec
+from scaling.sweep.planner import Planner
+from scaling.sweep.runs import Candidate, PlannedRun, num
+from scaling.train import Plan
+
+Planned = tuple[Candidate, Plan]
+
+
+class SweepKind:
+    """A kind of sweep: the `sweep.*` fields it needs, its grid, and its own planning rules."""
+
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]]
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        """The grid of the sweep, before planning."""
+        raise NotImplementedError
+
+    def drop_reason(self, spec: SweepSpec, plan: Plan) -> str | None:
+        """Why this kind leaves a planned run out (beyond the shared filters); None keeps it."""
+        return None
+
+    def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
+        """The kept runs as they launch (renamed, staged, branched)."""
+        return planned
+
+    def warnings(self, runs: list[PlannedRun]) -> list[str]:
+        """What the plan should warn about."""
+        return []
+
+    def saving(self, runs: list[PlannedRun]) -> dict[str, float] | None:
+        """FLOPs saved against training every run from scratch; None if nothing is shared."""
+        return None
+
+
+KINDS: dict[str, type[SweepKind]] = {}
+
+
+def register(cls: type[SweepKind]) -> type[SweepKind]:
+    """Class decorator: make `cls` the kind named `cls.name`."""
+    KINDS[cls.name] = cls
+    return cls
+
+
+def kind_of(spec: SweepSpec) -> SweepKind:
+    """The kind `spec.kind` names, after checking the fields it needs are given."""
+    cls = KINDS.get(spec.kind)
+    if cls is None:
+        raise ConfigError(f"sweep.kind={spec.kind!r} is unknown; valid: {list(KINDS)}")
+    for key in cls.needs:
+        if not getattr(spec, key):
+            raise ConfigError(
+                f"sweep.{key} is empty: sweep.kind={spec.kind} needs at least one value "
+                f"(e.g. sweep.{key}=[...])"
+            )
+    return cls()
+
+
+@register
+class IsoFlop(SweepKind):
+    """IsoFLOP profiles: every size trained for exactly the same compute C, per budget."""
+
+    name = "isoflop"
+    needs = ("sizes", "budgets")
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        # budget-major: one IsoFLOP profile after another
+        return [
+            Candidate({"model": s, "train.flops": num(c)}, f"C={fmt_num(c)}")
+            for c in spec.budgets
+            for s in spec.sizes
+        ]
+
+    def drop_reason(self, spec: SweepSpec, plan: Plan) -> str | None:
+        b = plan.budget
+        if b.kind != "flops":
+            return None
+        c = b.flops[b.convention]
+        miss = c / b.target - 1
+        if abs(miss) <= spec.flops_tolerance:
+            return None
+        return (
+            f"{b.steps} whole steps give C={c:.4g}, {miss:+.1%} off the budget "
+            f"(sweep.flops_tolerance={spec.flops_tolerance:g}); "
+            "lower train.batch_size for finer steps or raise sweep.flops_tolerance"
+        )
+
+    def warnings(self, runs: list[PlannedRun]) -> list[str]:
+        out = []
+        for g in dict.fromkeys(r.group for r in runs):
+            k = sum(r.group == g for r in runs)
+            if k < 3:
+                out.append(f"{g} keeps {k} size(s); an IsoFLOP parabola needs >= 3")
+        return out
+
+
+@register
+class SizeLadder(SweepKind):
+    """Kaplan's L(N): every size at fixed Chinchilla multiples of tokens."""
+
+    name = "size_ladder"
+    needs = ("sizes", "multiples")
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return [
+            Candidate({"model": s, "train.tokens": f"{fmt_num(k)}xC"}, f"{fmt_num(k)}xC")
+            for s in spec.sizes
+            for k in spec.multiples
+        ]
+
+
+@register
+class DataLadder(SweepKind):
+    """Kaplan's L(D): each size trained for a ladder of token counts."""
+
+    name = "data_ladder"
+    needs = ("sizes", "tokens")
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return [
+            Candidate({"model": s, "train.tokens": str(t)}, s) for s in spec.sizes for t in spec.tokens
+        ]
+
+
+@register
+class Wsd(DataLadder):
+    """Warmup-stable-decay: per size, the longest run is the stable run and the others are
+    cooldown branches started from its checkpoints (a second launch stage)."""
+
+    name = "wsd"
+
+    def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
+        out: list[Planned] = []
+        by_size: dict[str, list[Planned]] = {}
+        for c, p in planned:
+            by_size.setdefault(p.conf.model.name, []).append((c, p))
+        for rows in by_size.values():
+            rows.sort(key=lambda cp: cp[1].budget.steps)
+            out += self._branch(rows, planner)
+        return out
+
+    def _branch(self, rows: list[Planned], planner: Planner) -> list[Planned]:
+        """One size: the stable run (checkpoints at every branch's start) and its branches."""
+        stable_c, stable_p = rows[-1]
+        frac = stable_p.conf.schedule.cooldown_frac
+        starts = [p.budget.steps - max(1, round(frac * p.budget.steps)) for _, p in rows[:-1]]
+        common = {"schedule.wsd_total_steps": str(stable_p.budget.steps)}
+        ckpts = "[" + ",".join(map(str, sorted(set(starts)))) + "]"
+        sc = dataclasses.replace(
+            stable_c, overrides={**stable_c.overrides, **common, "train.checkpoint_steps": ckpts}
+        )
+        sp = planner.plan(sc)
+        if sp is None:
+            return []
+        out: list[Planned] = [(sc, sp)]
+        for (c, _), start in zip(rows[:-1], starts):
+            ckpt = stable_p.store.ckpt_dir / f"step{start}.ckpt"
+            bc = dataclasses.replace(
+                c,
+                stage=1,
+                overrides={**c.overrides, **common, "train.init_from": f"'{ckpt}'"},
+                init_from=ckpt,
+                start_step=start,
+            )
+            if (bp := planner.plan(bc)) is not None:
+                out.append((bc, bp))
+        return out
+
+    def saving(self, runs: list[PlannedRun]) -> dict[str, float]:
+        scratch = sum(r.C for r in runs)
+        wsd = sum(
+            r.C if r.start_step is None else (r.steps - r.start_step) * r.tokens_per_step * r.fpt
+            for r in runs
+        )
+        return {"scratch": scratch, "wsd": wsd, "saved_frac": 1 - wsd / scratch}
+
+
+@register
+class LearningRate(SweepKind):
+    """A peak-LR grid per size at the sweep file's budget; one run folder per grid point."""
+
+    name = "lr"
+    needs = ("sizes", "lrs")
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return [
+            Candidate(
+                {"model": s, "optim.lr": num(lr), "optim.lr_table": "{}"},
+                s,
+                suffix=f"-lr{fmt_num(lr)}",
+            )
+            for s in spec.sizes
+            for lr in spec.lrs
+        ]
+
+    def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
+        # "{size}-{budget}-lr{lr}": the run name is known only once the budget is planned
+        named = [
+            dataclasses.replace(c, overrides={**c.overrides, "run_name": p.run_name + c.suffix})
+            for c, p in planned
+        ]
+        return [(c, p) for c in named if (p := planner.plan(c)) is not None]
