@@ -8,6 +8,9 @@ composition, before anything is built. Cross-field checks live in `__post_init__
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -26,6 +29,28 @@ class ConfigError(ValueError):
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+def _positive(key: str, value: float) -> None:
+    _check(math.isfinite(value) and value > 0, f"{key}={value} must be a finite number > 0")
+
+
+def _non_negative(key: str, value: float) -> None:
+    _check(math.isfinite(value) and value >= 0, f"{key}={value} must be a finite number >= 0")
+
+
+def check_name(key: str, value: str) -> None:
+    """Refuse a folder name that would put a run outside runs_dir (or among hidden folders)."""
+    _check(
+        bool(value) and not value.startswith(".") and not any(c in value for c in "/\\\0"),
+        f"{key}={value!r} must be a plain folder name (no '/', '\\', or leading '.'), so the "
+        "run stays inside runs_dir",
+    )
+
+
+SEED_MAX = 2**32 - 1  # numpy and Lightning take uint32 seeds
+# Lightning accelerators a run can use here (tpu, hpu need packages this project does not ship)
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 
 
 class PosEmb(Enum):
@@ -85,6 +110,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.n_layer is MISSING or isinstance(self.n_layer, str):
             return  # schema instance at registration time
+        check_name("model.name", self.name)
         _check(self.n_layer >= 1, f"model.n_layer={self.n_layer} must be >= 1")
         _check(self.n_head >= 1, f"model.n_head={self.n_head} must be >= 1")
         _check(
@@ -101,6 +127,9 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout} must be in [0, 1)")
         if self.d_ff is not None:
             _check(self.d_ff >= 1, f"model.d_ff={self.d_ff} must be >= 1")
+        if self.vocab_size is not None:
+            _check(self.vocab_size >= 2, f"model.vocab_size={self.vocab_size} must be >= 2")
+        _positive("model.rope_base", self.rope_base)
 
     @property
     def ff_width(self) -> int:
@@ -229,6 +258,20 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"train.batch_size={self.batch_size} must be >= 1")
         _check(self.n_evals >= 1, f"train.n_evals={self.n_evals} must be >= 1")
         _check(self.eval_tokens >= 1, f"train.eval_tokens={self.eval_tokens} must be >= 1")
+        _check(0 <= self.seed <= SEED_MAX, f"train.seed={self.seed} must be in [0, {SEED_MAX}]")
+        _check(self.log_every >= 1, f"train.log_every={self.log_every} must be >= 1")
+        _check(
+            self.checkpoint_every >= 0,
+            f"train.checkpoint_every={self.checkpoint_every} must be >= 0 (0: no checkpoints)",
+        )
+        _check(
+            self.divergence_factor > 0,  # inf: only a NaN/inf loss counts as diverged
+            f"train.divergence_factor={self.divergence_factor} must be > 0",
+        )
+        _check(
+            all(s >= 1 for s in self.checkpoint_steps),
+            f"train.checkpoint_steps={self.checkpoint_steps} must all be steps >= 1",
+        )
 
 
 @dataclass
@@ -246,10 +289,23 @@ class OptimConfig:
     fused: bool = True  # fused AdamW kernel where the device supports it
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, f"optim.lr={self.lr} must be > 0")
-        _check(len(self.betas) == 2, f"optim.betas={self.betas} must have two values")
+        _positive("optim.lr", self.lr)
         for k, v in self.lr_table.items():
-            _check(v > 0, f"optim.lr_table[{k}]={v} must be > 0")
+            _positive(f"optim.lr_table[{k}]", v)
+        if self.lr_rule_exponent is not None:
+            _check(
+                math.isfinite(self.lr_rule_exponent),
+                f"optim.lr_rule_exponent={self.lr_rule_exponent} must be finite (or null)",
+            )
+        _positive("optim.lr_rule_ref_params", self.lr_rule_ref_params)
+        _check(len(self.betas) == 2, f"optim.betas={self.betas} must have two values")
+        _check(
+            all(0 <= b < 1 for b in self.betas),
+            f"optim.betas={self.betas} must each be in [0, 1)",
+        )
+        _positive("optim.eps", self.eps)
+        _non_negative("optim.weight_decay", self.weight_decay)
+        _non_negative("optim.grad_clip", self.grad_clip)
 
 
 @dataclass
@@ -275,13 +331,19 @@ class ScheduleConfig:
         _check(
             0 < self.cooldown_frac <= 1, f"schedule.cooldown_frac={self.cooldown_frac} not in (0,1]"
         )
+        _check(self.warmup_max >= 0, f"schedule.warmup_max={self.warmup_max} must be >= 0")
+        if self.wsd_total_steps is not None:
+            _check(
+                self.wsd_total_steps >= 1,
+                f"schedule.wsd_total_steps={self.wsd_total_steps} must be >= 1 (or null)",
+            )
 
 
 @dataclass
 class TrainerConfig:
     """Lightning Trainer settings: device, precision, compile, threads."""
 
-    accelerator: str = "cpu"
+    accelerator: str = "cpu"  # one of ACCELERATORS
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
@@ -290,6 +352,20 @@ class TrainerConfig:
     num_threads: Optional[int] = None  # torch intra-op threads; None -> torch's default
     peak_flops: Optional[float] = None  # for MFU; None -> measured (CPU) or looked up (GPU)
     progress_every_s: float = 10.0  # seconds between one-line progress reports (0: off)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.accelerator in ACCELERATORS,
+            f"trainer.accelerator={self.accelerator!r} is not supported; valid: "
+            f"{list(ACCELERATORS)}",
+        )
+        _check(self.devices >= 1, f"trainer.devices={self.devices} must be >= 1")
+        _check(self.num_nodes >= 1, f"trainer.num_nodes={self.num_nodes} must be >= 1")
+        if self.num_threads is not None:
+            _check(self.num_threads >= 1, f"trainer.num_threads={self.num_threads} must be >= 1")
+        if self.peak_flops is not None:
+            _positive("trainer.peak_flops", self.peak_flops)
+        _non_negative("trainer.progress_every_s", self.progress_every_s)
 
 
 @dataclass
@@ -324,6 +400,11 @@ class Config:
     runs_dir: str = "runs"
     sweep: Any = None  # sweep parameters (set by files in sweeps/)
 
+    def __post_init__(self) -> None:
+        check_name("experiment", self.experiment)
+        if self.run_name is not None:
+            check_name("run_name", self.run_name)
+
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -339,8 +420,44 @@ def register_configs() -> None:
         cs.store(group="sweep", name=path.stem, node=node, package="_global_")
 
 
+def _unknown_keys(node: DictConfig, prefix: str, valid: list[str]) -> list[str]:
+    """The dotted keys under `node` that its dataclass schema lacks (added with `+key=`);
+    appends every schema key seen to `valid`. Dict-typed nodes (optim.lr_table) take any key."""
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        return []
+    fields = {f.name for f in dataclasses.fields(schema)}
+    unknown = []
+    for key, child in node.items_ex(resolve=False):
+        path = f"{prefix}{key}"
+        if key not in fields:
+            unknown.append(path)
+            continue
+        valid.append(path)
+        if isinstance(child, DictConfig):
+            unknown += _unknown_keys(child, f"{path}.", valid)
+    return unknown
+
+
+def _unknown_key_message(key: str, valid: list[str]) -> str:
+    """'<key> is not a setting', with the nearest schema key (or the valid ones beside it)."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = [v for v in valid if v.rpartition(".")[0] == parent]
+    # the nearest name beside it (a misspelling), else the same name elsewhere (a wrong node)
+    for pool, cutoff in ((siblings, 0.6), (valid, 0.8)):
+        by_leaf = {v.rpartition(".")[2]: v for v in reversed(pool)}
+        near = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=cutoff)
+        if near:
+            return f"{key} is not a setting; did you mean {by_leaf[near[0]]}?"
+    return f"{key} is not a setting; valid: {', '.join(siblings)}"
+
+
 def validate(cfg: DictConfig) -> Config:
     """Turn a composed config into typed objects, running every `__post_init__` check."""
+    valid: list[str] = []
+    unknown = _unknown_keys(cfg, "", valid)
+    if unknown:
+        raise ConfigError("; ".join(_unknown_key_message(k, valid) for k in unknown))
     try:
         obj = OmegaConf.to_object(cfg)
     except ConfigError:

@@ -549,6 +549,57 @@ def _windows(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     return view[::seq_len]
 
 
+def n_windows(n_tokens: int, seq_len: int) -> int:
+    """How many (seq_len+1)-token windows at stride seq_len a split of n_tokens holds."""
+    return max(0, (n_tokens - 1) // seq_len)
+
+
+def check_train_split(what: str, n_tokens: int, batch_size: int, seq_len: int) -> None:
+    """Refuse a training split (`what` names it) too small for one batch of windows."""
+    windows = n_windows(n_tokens, seq_len)
+    if windows < batch_size:
+        fits = f"train.batch_size={windows}" if windows else "none at this model.seq_len"
+        raise DataError(
+            f"{what} has {n_tokens} tokens = {windows} windows of seq_len+1={seq_len + 1}; one "
+            f"batch of train.batch_size={batch_size} needs {batch_size} windows "
+            f"({batch_size * seq_len + 1} tokens); the largest batch that fits: {fits}. Use a "
+            "larger corpus (data.max_bytes, data.markov.n_tokens) or a smaller "
+            "train.batch_size / model.seq_len"
+        )
+
+
+def check_val_split(what: str, n_tokens: int, eval_tokens: int, seq_len: int) -> int:
+    """Refuse a validation split (`what` names it) too small for train.eval_tokens; returns
+    how many windows each evaluation scores."""
+    windows, need = n_windows(n_tokens, seq_len), max(1, eval_tokens // seq_len)
+    if windows < need:
+        fits = f"at most train.eval_tokens={windows * seq_len} fits" if windows else "none fits"
+        raise DataError(
+            f"{what} has {n_tokens} tokens = {windows} windows of seq_len+1={seq_len + 1}; "
+            f"train.eval_tokens={eval_tokens} needs {need} ({fits}). Raise data.val_fraction, "
+            "use a larger corpus or lower train.eval_tokens"
+        )
+    return need
+
+
+def check_corpus_fits(corpus: Corpus, batch_size: int, seq_len: int, eval_tokens: int) -> None:
+    """Refuse a corpus whose training split cannot fill one batch or whose validation split
+    cannot hold train.eval_tokens, naming the corpus, its token counts and what would fit."""
+    source = corpus.meta().get("source", corpus.path)
+    check_train_split(
+        f"the training split of the {corpus.name} corpus ({source})",
+        corpus.n_train,
+        batch_size,
+        seq_len,
+    )
+    check_val_split(
+        f"the validation split of the {corpus.name} corpus ({source})",
+        corpus.n_val,
+        eval_tokens,
+        seq_len,
+    )
+
+
 def _to_xy(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     xy = torch.from_numpy(rows.astype(np.int64))
     # contiguous so the model can .view() the targets
@@ -568,13 +619,7 @@ class TokenBatches:
         self.windows = _windows(tokens, seq_len)
         self.n_windows = len(self.windows)
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-        if self.n_windows < batch_size:
-            raise DataError(
-                f"the training split has {len(tokens)} tokens = {self.n_windows} windows of "
-                f"seq_len+1={seq_len + 1}; one batch needs batch_size={batch_size} windows. "
-                "Use a larger corpus (data.max_bytes, data.markov.n_tokens) or a smaller "
-                "train.batch_size / model.seq_len"
-            )
+        check_train_split("the training split", len(tokens), batch_size, seq_len)
         if seed < 0:
             raise DataError(f"seed={seed} must be >= 0")
         self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -610,14 +655,10 @@ def val_batches(
     The windows depend only on the corpus, ``eval_tokens`` and ``seq_len``: every run of a
     sweep is scored on the same text whatever its batch size (the last batch may be smaller).
     """
+    need = check_val_split(
+        f"the validation split of {corpus.name}", corpus.n_val, eval_tokens, seq_len
+    )
     windows = _windows(corpus.val_tokens(), seq_len)
-    need = max(1, eval_tokens // seq_len)
-    if len(windows) < need:
-        raise DataError(
-            f"the validation split has {corpus.n_val} tokens = {len(windows)} windows of "
-            f"seq_len+1={seq_len + 1}; train.eval_tokens={eval_tokens} needs {need}. "
-            "Raise data.val_fraction or lower train.eval_tokens"
-        )
     idx = np.arange(need) * len(windows) // need  # distinct, since len(windows) >= need
     return [_to_xy(windows[idx[i : i + batch_size]]) for i in range(0, need, batch_size)]
 

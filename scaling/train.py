@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -34,7 +35,15 @@ from torch.utils.data import IterableDataset
 from scaling.budget import Budget, resolve
 from scaling.config import Config, ConfigError, register_configs, validate
 from scaling.contract import BudgetRecord, RunSummary, Status, SummaryError, resolve_wandb_mode
-from scaling.data import BatchStream, Corpus, DataError, TokenBatches, load_corpus, val_batches
+from scaling.data import (
+    BatchStream,
+    Corpus,
+    DataError,
+    TokenBatches,
+    check_corpus_fits,
+    load_corpus,
+    val_batches,
+)
 from scaling.family import flops_per_token, param_counts
 from scaling.progress import progress_line
 from scaling.store import RunFolderError, RunStore, config_hash, fsync_file
@@ -96,13 +105,33 @@ def peak_lr(conf: Config, n_params: int) -> float:
     if conf.model.name in o.lr_table:
         return float(o.lr_table[conf.model.name])
     if o.lr_rule_exponent is not None:
-        return o.lr * (o.lr_rule_ref_params / n_params) ** o.lr_rule_exponent
+        try:
+            return o.lr * (o.lr_rule_ref_params / n_params) ** o.lr_rule_exponent
+        except OverflowError:
+            return math.inf
     return o.lr
+
+
+def _check_peak_lr(conf: Config, lr: float, n_params: int) -> None:
+    """Refuse a peak LR that is not a finite number > 0 (a rule can overflow or underflow)."""
+    if math.isfinite(lr) and lr > 0:
+        return
+    o = conf.optim
+    raise ConfigError(
+        f"the peak learning rate of model {conf.model.name} (N={n_params}) is {lr}: optim.lr="
+        f"{o.lr} x (optim.lr_rule_ref_params={o.lr_rule_ref_params:g} / N)"
+        f"^optim.lr_rule_exponent={o.lr_rule_exponent}; it must be a finite number > 0"
+    )
 
 
 def plan_run(cfg: DictConfig) -> Plan:
     """Validate the config, prepare the corpus, resolve the budget; no training."""
     conf = validate(cfg)
+    if conf.train.checkpoint_every == 0:
+        log.warning(
+            "train.checkpoint_every=0 saves no checkpoint: an interrupted run cannot resume "
+            "and restarts from step 0"
+        )
     corpus = load_corpus(conf.data)
     vocab = conf.model.vocab_size or corpus.vocab_size
     if vocab < corpus.vocab_size:
@@ -120,8 +149,11 @@ def plan_run(cfg: DictConfig) -> Plan:
         )
     tokens_per_step = conf.train.batch_size * conf.model.seq_len
     budget = resolve(conf.train, fpt, counts.non_embedding, tokens_per_step)
+    check_corpus_fits(corpus, conf.train.batch_size, conf.model.seq_len, conf.train.eval_tokens)
     if corpus.n_val < conf.train.eval_tokens // 4:
         log.warning("validation split of %s is small (%d tokens)", corpus.name, corpus.n_val)
+    lr = peak_lr(conf, counts.non_embedding)
+    _check_peak_lr(conf, lr, counts.non_embedding)
     name = conf.run_name or f"{conf.model.name}-{budget.label}"
     store = RunStore(Path(conf.runs_dir) / conf.experiment / name)
     return Plan(
@@ -130,7 +162,7 @@ def plan_run(cfg: DictConfig) -> Plan:
         budget,
         name,
         store,
-        peak_lr(conf, counts.non_embedding),
+        lr,
         counts,
         fpt,
         run_config_hash(cfg),
