@@ -254,10 +254,11 @@ def test_cli_single_run(tmp_path, data_cache) -> None:
         "data.max_bytes=300000",
         f"data.cache_dir={data_cache}",
         f"runs_dir={tmp_path}",
-        "logger.wandb.mode=disabled",
+        "logger.wandb.mode=offline",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert "anonymous" not in out.stderr  # W&B's warning on every run (WandbLogger's default)
     assert (
         json.loads((tmp_path / "default" / "10k-S10" / "summary.json").read_text())["status"]
         == "completed"
