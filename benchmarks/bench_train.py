@@ -54,8 +54,8 @@ def compose_cfg(size: str, steps: int, runs: Path, threads: int, extra: list[str
 
 def framework_tokens_per_s(cfg) -> float:  # noqa: ANN001
     """Run the real `train()` and read its throughput after the warm-up window."""
-    summary = train(cfg)
-    run = Path(cfg.runs_dir) / cfg.experiment / summary["run"]
+    summary = train(cfg).summary
+    run = Path(cfg.runs_dir) / cfg.experiment / summary.run
     with (run / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["tokens_per_s"] and r["train_loss"]]
     steps = [int(r["step"]) for r in rows]
