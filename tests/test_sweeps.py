@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 from scaling.config import ConfigError
 from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 from scaling.family import SIZES
+from scaling.store import RunStore
 from scaling.sweep.best_lr import best_lr, write_tuned
 from scaling.sweep.plan import plan_sweep
 from scaling.sweep.spec import names, parse_spec
@@ -338,6 +340,31 @@ def test_bad_sweep_or_launcher_fails_before_launch(tmp_path, data_cache) -> None
     assert ray.returncode != 0 and "hydra/launcher/ray" in ray.stderr
     assert "joblib" in ray.stderr and "submitit_slurm" in ray.stderr  # what is installed
     assert not (tmp_path / "runs" / "isoflop").exists()
+
+
+def test_corrupt_summary_is_listed_and_locked_run_skipped_others_run(tmp_path, data_cache) -> None:
+    """A corrupt summary.json never aborts the sweep: that run is listed (path and parse error)
+    in the plan and the end table, not launched; a run another process holds is skipped, naming
+    the holder; the rest train."""
+    args = ("+sweep=data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[1e4,2e4,3e4]")
+    args += ("sweep.min_steps=10",)
+    folder = tmp_path / "runs" / "data_ladder"
+    (folder / "10k-D1e4").mkdir(parents=True)
+    (folder / "10k-D1e4" / "summary.json").write_text('{"run": "10k-D1e4", "status": "comp')
+    with RunStore(folder / "10k-D2e4").lock() as holder:
+        assert holder is None
+        out = cli(tmp_path, data_cache, *args)
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.returncode == 1, out.stderr[-3000:]  # something is left to repair
+    plan, _, end = out.stdout.partition("results")
+    assert "corrupt (1), not launched" in plan
+    assert f"10k-D1e4: corrupt run summary {folder / '10k-D1e4' / 'summary.json'}" in plan
+    assert "Expecting" in plan or "Unterminated" in plan  # the parse error itself
+    assert "completed 1 / diverged 0 / failed 0 / skipped 0 / locked 1 / corrupt 1" in end
+    assert f"held by host {socket.gethostname()} pid {os.getpid()}" in end
+    assert json.loads((folder / "10k-D3e4" / "summary.json").read_text())["status"] == "completed"
+    assert not (folder / "10k-D2e4" / "summary.json").exists()  # its holder did not write one
+    assert (folder / "10k-D1e4" / "summary.json").read_text().endswith('"comp')  # untouched
 
 
 # --- slow: launchers, interruption, DDP, WSD, the demo ----------------------------------

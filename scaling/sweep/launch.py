@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
 from scaling.config import ConfigError
@@ -18,6 +19,7 @@ from scaling.sweep.plan import plan_sweep
 from scaling.sweep.report import format_outcome, format_plan
 from scaling.sweep.runs import PlannedRun, SweepPlan, read_state
 from scaling.sweep.spec import parse_spec
+from scaling.train import Outcome, TrainResult
 
 Launch = Callable[[list[list[str]], int], Any]  # (overrides per job, first job index)
 
@@ -53,7 +55,9 @@ def run_sweep(
         if not batch:
             continue
         try:
-            launch([[*common, *r.overrides] for r in batch], idx)
+            returns = launch([[*common, *r.overrides] for r in batch], idx)
+            for r, jr in zip(batch, returns or []):
+                r.held_by = _held_by(jr)
         except Exception as e:  # a worker died hard (os._exit, OOM kill, a lost SLURM job)
             first = (str(e).strip().splitlines() or [""])[0][:200]
             why = f"the launcher stopped: {type(e).__name__}" + (f": {first}" if first else "")
@@ -67,6 +71,18 @@ def run_sweep(
         print(f"warning: {w}", flush=True)
     sp.warnings += stopped
     return sp
+
+
+def _held_by(jr: Any) -> str | None:
+    """Who held the run when its job ran (it skipped the run); None if the job trained it."""
+    if not isinstance(jr, JobReturn) or jr.status is not JobStatus.COMPLETED:
+        return None
+    result: TrainResult | Any = jr.return_value
+    # compared by value: under `python -m scaling.train` the job's TrainResult is __main__'s
+    # class, a second copy of this module's
+    if getattr(result, "outcome", None) == Outcome.LOCKED.value:
+        return getattr(result, "holder", None) or "another process"
+    return None
 
 
 # statuses a job records when it ends (a killed one stays "running")

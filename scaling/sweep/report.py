@@ -7,7 +7,9 @@ from scaling.sweep.estimate import fmt_time
 from scaling.sweep.runs import PlannedRun, SweepPlan, ended, read_state
 
 SKIPPED = "skipped"  # ended before this launch: not trained again
-OUTCOMES = ("completed", "diverged", "failed", SKIPPED, Status.CORRUPT.value)
+LOCKED = "locked"  # another process held the run folder: this launch skipped it
+OUTCOMES = ("completed", "diverged", "failed", SKIPPED, LOCKED, Status.CORRUPT.value)
+SHOWN_IF_ANY = (LOCKED, Status.CORRUPT.value)  # in the counts line only when they occur
 
 
 def format_plan(sp: SweepPlan) -> str:
@@ -57,6 +59,8 @@ def run_outcome(r: PlannedRun) -> tuple[str, str]:
         return SKIPPED, f"already {r.status}"
     if r.status == Status.CORRUPT.value:
         return r.status, r.state.error or ""
+    if r.held_by is not None:
+        return LOCKED, f"held by {r.held_by}: skipped (that process trains it)"
     now = read_state(r.root)
     if now.status == Status.CORRUPT.value:
         return now.status, now.error or ""
@@ -79,11 +83,11 @@ def outcome(sp: SweepPlan) -> tuple[list[tuple[PlannedRun, str, str]], dict[str,
 
 
 def format_outcome(sp: SweepPlan, wall_s: float) -> str:
-    """The end-of-sweep table: completed / diverged / failed / skipped (/ corrupt)."""
+    """The end-of-sweep table: completed / diverged / failed / skipped (/ locked / corrupt)."""
     rows, counts = outcome(sp)
     lines = [f"sweep {sp.spec.name}: results", f"{'run':<28} {'status':<10} detail"]
     lines += [f"{r.name:<28} {st:<10} {detail}" for r, st, detail in rows]
-    shown = [k for k in OUTCOMES if k != Status.CORRUPT.value or counts[k]]
+    shown = [k for k in OUTCOMES if k not in SHOWN_IF_ANY or counts[k]]
     lines.append(
         " / ".join(f"{k} {counts[k]}" for k in shown)
         + f" ({len(sp.dropped)} dropped by the plan); wall time {fmt_time(wall_s)}"

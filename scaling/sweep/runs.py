@@ -96,6 +96,7 @@ class PlannedRun:
     start_step: int | None = None  # ... and its step
     est_s: float | None = None  # estimated wall time
     note: str = ""
+    held_by: str | None = None  # the launch skipped it: another process ("host h pid p") held it
 
     @property
     def status(self) -> str:
