@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 demo: $(STAMP)
-	$(PY) -m scaling.demo
+	$(VENV)/bin/scaling-demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
@@ -36,17 +36,15 @@ bench: $(STAMP)
 figures: $(STAMP)
 	$(VENV)/bin/scaling-plot results/demo
 
-# The field's own data (../shared/reference_data): fit and figures of the Chinchilla points
-# (Besiroglu et al. 2024's replication) and the OLMo ladder (3B predicted from 190M-1B).
-REFDATA ?= ../shared/reference_data
+# The field's own data (data/reference/): fit and figures of the Chinchilla points (Besiroglu
+# et al. 2024's replication) and the OLMo ladder (3B predicted from 190M-1B). The fit settings
+# are the named configs conf/fit/chinchilla_reference.yaml and conf/fit/olmo_reference.yaml.
+REFDATA ?= data/reference
 reference: $(STAMP)
 	$(VENV)/bin/scaling-fit $(REFDATA)/chinchilla_epoch_svg_extracted.csv \
-	    --columns "N=Model Size,C=Training FLOP,loss=loss" --drop-highest 5 \
-	    --target 5.76e23 --out results/reference/chinchilla
+	    --config chinchilla_reference --out results/reference/chinchilla
 	$(VENV)/bin/scaling-plot results/reference/chinchilla
 	$(VENV)/bin/scaling-fit $(REFDATA)/olmo_ladder/ladder_final_c4_summary.csv \
-	    --columns "D=tokens,loss=c4_loss_final" --holdout "size == '3B'" \
-	    --curves '$(REFDATA)/olmo_ladder/*xC.csv' \
-	    --curve-columns "tokens=throughput/total_tokens,loss=eval/c4_en-validation/CrossEntropyLoss,step=_step,lr=optim/learning_rate_group0" \
+	    --config olmo_reference --curves '$(REFDATA)/olmo_ladder/*xC.csv' \
 	    --out results/reference/olmo
 	$(VENV)/bin/scaling-plot results/reference/olmo

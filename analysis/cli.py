@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.collect import CONVENTIONS, Collected, CollectError, collect
+from analysis.collect import Collected, CollectError, collect, parse_columns
 from analysis.expr import ExprError, mask_of, values_of
-from analysis.fit import FitError, bootstrap, fit, summarize
-from analysis.laws import get_law
+from analysis.fit import FitError, FitResult, bootstrap, fit
+from analysis.fitconfig import FitConfig, FitConfigError, named_configs
+from analysis.laws import Law, get_law
 from analysis.optimal import (
     approach1,
     approach2,
@@ -23,7 +29,20 @@ from analysis.optimal import (
     budgets_of,
     flops_factor,
 )
-from analysis.report import fmt, fmt_ci, law_param_names, write_outputs
+from analysis.report import OUTPUTS, approach3_line, fmt_est, write_outputs
+from analysis.results import (
+    Approach3Result,
+    Bootstrap,
+    Exclusion,
+    FitReport,
+    HoldoutCheck,
+    HoldoutRun,
+    approach1_from,
+    approach2_from,
+    approach3_from,
+    law_fit_from,
+)
+from scaling.contract import field_docs
 
 
 def _mark(collected: Collected, mask: np.ndarray, reason: str) -> None:
@@ -96,21 +115,70 @@ def run_weights(runs: pd.DataFrame, expr: str) -> np.ndarray:
     return w
 
 
-def _holdout_check(result, held: pd.DataFrame) -> dict:
-    pred = result.predict(held)
-    obs = held["loss"].to_numpy(float)
-    rel = (pred - obs) / obs
-    return {
-        "runs": [
-            {"run": r, "observed": float(o), "predicted": float(p), "rel_error": float(e)}
-            for r, o, p, e in zip(held["run"], obs, pred, rel)
-        ],
-        "mean_abs_rel_error": float(np.mean(np.abs(rel))),
-        "max_abs_rel_error": float(np.max(np.abs(rel))),
-    }
+@dataclass
+class Selection:
+    """The runs of one fit after exclusions and the hold-out rule, and what follows from them."""
+
+    fitted: pd.DataFrame
+    """Usable runs that are not held out: what every approach fits."""
+    held: pd.DataFrame
+    """Usable held-out runs: what the extrapolation check predicts."""
+    rule: str | None
+    """The hold-out rule as resolved (None without one)."""
+    weights: np.ndarray | None
+    """Per-run weights of the parametric fit (None: equal)."""
+    k: float
+    """FLOP factor in C = k N D."""
+    targets: list[float]
+    """Target computes of the predictions."""
+    band_c: np.ndarray
+    """Compute values of the interval bands."""
 
 
-def _starts(law, grid: int | None, seed: int) -> np.ndarray | None:
+def check_paths(source: str | Path, out_dir: str | Path) -> None:
+    """Refuse an output folder that is a file, or that would overwrite or sit inside the source."""
+    out = Path(out_dir)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FitError(f"--out {out}: {existing} is an existing file; give a folder")
+    if str(source).startswith("wandb:"):
+        return
+    src, res = Path(source).resolve(), out.resolve()
+    if res == src or src in {res / name for name in OUTPUTS}:
+        raise FitError(f"--out {out} would overwrite the source {source}; write elsewhere")
+    if src.is_dir() and res.is_relative_to(src):
+        raise FitError(
+            f"--out {out} is inside the source {source}, which scaling-fit would then read as "
+            "runs; write elsewhere"
+        )
+
+
+def select(collected: Collected, config: FitConfig) -> Selection:
+    """Drop outliers, hold out runs by the rule, weigh the rest; refuse an empty fit."""
+    drop_highest_losses(collected, config.drop_highest)
+    runs = collected.runs
+    rule = apply_holdout(runs, config.holdout)
+    usable = runs["exclusion_reason"] == ""
+    fitted = runs[usable & ~runs["heldout"]].reset_index(drop=True)
+    held = runs[usable & runs["heldout"]].reset_index(drop=True)
+    if fitted.empty:
+        raise FitError(
+            f"no runs left to fit in {collected.source}: {len(runs)} collected, "
+            f"{int((~usable).sum())} excluded, {len(held)} held out"
+        )
+    targets = list(config.targets) or [10 * float(runs.loc[usable, "C"].max())]
+    return Selection(
+        fitted=fitted,
+        held=held,
+        rule=rule,
+        weights=run_weights(fitted, config.weights) if config.weights else None,
+        k=flops_factor(fitted),
+        targets=targets,
+        band_c=band_grid(runs.loc[usable, "C"].to_numpy(float), targets),
+    )
+
+
+def _starts(law: Law, grid: int | None, seed: int) -> np.ndarray | None:
     if grid is None:
         return None
     full = law.start_grid()
@@ -119,268 +187,243 @@ def _starts(law, grid: int | None, seed: int) -> np.ndarray | None:
     return full[np.random.default_rng(seed).choice(len(full), grid, replace=False)]
 
 
+def fit_parametric(sel: Selection, config: FitConfig) -> tuple[FitResult, np.ndarray | None]:
+    """The law of ``config`` fitted to the selected runs, and its bootstrap parameters."""
+    law = get_law(config.law)
+    result = fit(
+        law,
+        sel.fitted,
+        starts=_starts(law, config.grid, config.seed),
+        delta=config.huber_delta,
+        asymmetry=config.asymmetry,
+        weights=sel.weights,
+    )
+    if not config.bootstrap:
+        return result, None
+    groups = sel.fitted["run"].to_numpy()
+    boot = bootstrap(
+        result, sel.fitted, n=config.bootstrap, seed=config.seed, groups=groups, weights=sel.weights
+    )
+    return result, boot
+
+
+def holdout_check(result: FitResult, sel: Selection) -> HoldoutCheck:
+    """Observed against predicted loss of the held-out runs."""
+    if sel.held.empty:
+        return HoldoutCheck(rule=sel.rule or "", error="the hold-out rule selected no usable runs")
+    pred = result.predict(sel.held)
+    obs = sel.held["loss"].to_numpy(float)
+    rel = (pred - obs) / obs
+    return HoldoutCheck(
+        rule=sel.rule or "",
+        runs=[
+            HoldoutRun(str(r), float(o), float(p), float(e))
+            for r, o, p, e in zip(sel.held["run"], obs, pred, rel)
+        ],
+        mean_abs_rel_error=float(np.mean(np.abs(rel))),
+        max_abs_rel_error=float(np.max(np.abs(rel))),
+    )
+
+
+def fit_approaches(report: FitReport, collected: Collected, sel: Selection) -> None:
+    """Fill ``report`` with each approach asked for, the law fit and the hold-out check."""
+    config = report.config
+    common = dict(targets=sel.targets, band_c=sel.band_c)
+    if 3 in config.approaches or sel.rule:
+        result, boot = fit_parametric(sel, config)
+        law_fit = law_fit_from(result, boot, config.ci)
+        if config.law == "chinchilla":
+            block, rows = approach3(result, sel.k, boot, config.ci, **common)
+            report.approach3 = approach3_from(law_fit, block, rows)
+        else:
+            why = f"approach 3 needs the chinchilla law, not {config.law!r}"
+            report.approach3, report.law_fit = Approach3Result(error=why), law_fit
+        if sel.rule:
+            report.holdout = holdout_check(result, sel)
+    boot_args = (config.bootstrap, config.seed, config.ci)
+    if 1 in config.approaches:
+        cur = collected.curves
+        cur = cur[cur["run"].isin(set(sel.fitted["run"]))] if not cur.empty else cur
+        report.approach1 = approach1_from(approach1(cur, sel.fitted, sel.k, *boot_args, **common))
+    if 2 in config.approaches:
+        block = approach2(
+            sel.fitted, sel.k, *boot_args, config.budget_tol_dex, heldout=sel.held, **common
+        )
+        report.approach2 = approach2_from(block)
+
+
+def report_warnings(report: FitReport) -> list[str]:
+    """What a reader must not miss: implausible exponents, a hold-out that selected nothing."""
+    out = []
+    if report.approach3 is not None and (why := report.approach3.implausible()):
+        out.append(why)
+    if report.holdout is not None and report.holdout.error:
+        out.append(f"hold-out rule {report.config.holdout!r}: {report.holdout.error}")
+    return out
+
+
 def run_fit(
-    source: str | Path,
-    out_dir: str | Path,
-    *,
-    approaches: Sequence[int] = (1, 2, 3),
-    convention: str = "chinchilla",
-    law: str = "chinchilla",
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    ci: float = 0.9,
-    holdout: str | None = None,
-    targets: Sequence[float] | None = None,
-    huber_delta: float = 1e-3,
-    asymmetry: float = 1.0,
-    weights: str | None = None,
-    grid: int | None = None,
-    drop_highest: int = 0,
-    group: str | None = None,
-    sweep: str | None = None,
-    columns: str | dict | None = None,
-    curves: str | Path | None = None,
-    curve_columns: str | dict | None = None,
-    budget_tol_dex: float = 0.05,
-    wandb: bool = False,
-    wandb_project: str | None = None,
-    wandb_mode: str = "auto",
-    quiet: bool = False,
-) -> dict:
-    """Collect ``source``, fit approaches 1-3 with bootstrap intervals, write ``out_dir``; fit.json."""
-    if convention not in CONVENTIONS:
-        raise FitError(f"unknown FLOP convention {convention!r}; use one of {CONVENTIONS}")
-    if not 0 < ci < 1:
-        raise FitError(f"ci must be in (0, 1), got {ci}")
-    bad = [a for a in approaches if a not in (1, 2, 3)]
-    if bad:
-        raise FitError(f"unknown approaches {bad}; choose from 1, 2, 3")
+    source: str | Path, out_dir: str | Path, config: FitConfig | None = None, *, quiet: bool = False
+) -> FitReport:
+    """Collect ``source``, fit as ``config`` says, write ``out_dir``; the fit report."""
+    config = FitConfig() if config is None else config
+    check_paths(source, out_dir)
     collected = collect(
         source,
-        convention=convention,
-        group=group,
-        sweep=sweep,
-        columns=columns,
-        curves=curves,
-        curve_columns=curve_columns,
+        convention=config.convention,
+        group=config.group,
+        sweep=config.sweep,
+        columns=config.columns,
+        curves=config.curves,
+        curve_columns=config.curve_columns,
     )
-    drop_highest_losses(collected, drop_highest)
-    runs = collected.runs
-    rule = apply_holdout(runs, holdout)
-    usable = runs["exclusion_reason"] == ""
-    fitted = runs[usable & ~runs["heldout"]].reset_index(drop=True)
-    held = runs[usable & runs["heldout"]].reset_index(drop=True)
-    if fitted.empty:
-        raise FitError(
-            f"no runs left to fit in {source}: {len(runs)} collected, "
-            f"{int((~usable).sum())} excluded, {len(held)} held out"
-        )
-    w = run_weights(fitted, weights) if weights else None
-    k = flops_factor(fitted)
-    targets = list(targets) if targets else [10 * float(runs.loc[usable, "C"].max())]
-    band_c = band_grid(runs.loc[usable, "C"].to_numpy(float), targets)  # N_opt(C) band abscissae
-    result: dict = {
-        "source": str(source),
-        "convention": collected.convention,
-        "k": k,
-        "n_runs": len(runs),
-        "n_fitted": len(fitted),
-        "excluded": collected.excluded,
-        "heldout_runs": held["run"].tolist(),
-        "bootstrap": {"n": n_bootstrap, "seed": seed, "ci": ci},
-        "weights": weights,
-    }
-    the_law = get_law(law)
-    fit_res = None
-    if 3 in approaches or rule:
-        fit_res = fit(
-            the_law,
-            fitted,
-            starts=_starts(the_law, grid, seed),
-            delta=huber_delta,
-            asymmetry=asymmetry,
-            weights=w,
-        )
-        boot = (
-            bootstrap(
-                fit_res,
-                fitted,
-                n=n_bootstrap,
-                seed=seed,
-                groups=fitted["run"].to_numpy(),
-                weights=w,
-            )
-            if n_bootstrap
-            else None
-        )
-        if law == "chinchilla":
-            result["approach3"], result["targets"] = approach3(
-                fit_res, k, boot, ci, targets, band_c=band_c
-            )
-        else:
-            result["approach3"] = {"error": f"approach 3 needs the chinchilla law, not {law!r}"}
-            result["law_fit"] = summarize(fit_res, boot, ci)
-    if 1 in approaches:
-        cur = collected.curves
-        cur = cur[cur["run"].isin(set(fitted["run"]))] if not cur.empty else cur
-        result["approach1"] = approach1(
-            cur, fitted, k, n_bootstrap, seed, ci, targets=targets, band_c=band_c
-        )
-    if 2 in approaches:
-        result["approach2"] = approach2(
-            fitted, k, n_bootstrap, seed, ci, budget_tol_dex, targets=targets, band_c=band_c
-        )
-    if rule:
-        result["holdout"] = {"rule": rule}
-        if held.empty:
-            result["holdout"]["error"] = "the hold-out rule selected no usable runs"
-        else:
-            result["holdout"].update(_holdout_check(fit_res, held))
-    paths = write_outputs(out_dir, result, collected)
+    sel = select(collected, config)
+    report = FitReport(
+        source=str(source),
+        config=config,
+        convention=collected.convention,
+        k=sel.k,
+        n_runs=len(collected.runs),
+        n_fitted=len(sel.fitted),
+        excluded=[Exclusion(**e) for e in collected.excluded],
+        heldout_runs=[str(r) for r in sel.held["run"]],
+        bootstrap=Bootstrap(n=config.bootstrap, seed=config.seed, ci=config.ci),
+        targets=sel.targets,
+    )
+    fit_approaches(report, collected, sel)
+    report.warnings = report_warnings(report)
+    paths = write_outputs(out_dir, report, collected)
+    for warning in report.warnings:
+        print(f"scaling-fit: warning: {warning}", file=sys.stderr)
     if not quiet:
-        print(summary_text(result, paths))
-    if wandb:
-        from analysis.wandb_log import log_analysis
-
-        default = str(source)[len("wandb:") :] if str(source).startswith("wandb:") else "scaling"
-        log_analysis(Path(out_dir), wandb_project or default, group, wandb_mode)
-    return result
+        print(summary_text(report, paths))
+    if config.wandb:
+        _log_to_wandb(Path(out_dir), str(source), config)
+    return report
 
 
-def summary_text(result: dict, paths: dict) -> str:
+def _log_to_wandb(out_dir: Path, source: str, config: FitConfig) -> None:
+    # Imported only when asked for: wandb and matplotlib take ~2 s to import.
+    from analysis.wandb_log import log_analysis
+
+    default = source[len("wandb:") :] if source.startswith("wandb:") else "scaling"
+    log_analysis(out_dir, config.wandb_project or default, config.group, config.wandb_mode)
+
+
+def summary_text(report: FitReport, paths: dict[str, Path]) -> str:
     """A few lines for the terminal: the law, the exponents with intervals, the files."""
-    pct = round(100 * result["bootstrap"]["ci"])
+    pct = round(100 * report.bootstrap.ci)
     lines = [
-        f"{result['n_fitted']} runs fitted ({len(result['excluded'])} excluded, "
-        f"{len(result['heldout_runs'])} held out); FLOPs: {result['convention']}"
+        f"{report.n_fitted} runs fitted ({len(report.excluded)} excluded, "
+        f"{len(report.heldout_runs)} held out); FLOPs: {report.convention}"
     ]
-    a3 = result.get("approach3", {})
-    if a3 and "error" not in a3:
+    a3 = report.approach3
+    if a3 is not None and a3.fit is not None:
         lines.append(
-            f"L = {fmt(a3['E'])} + {fmt(a3['A'])}/N^{fmt(a3['alpha'])} + {fmt(a3['B'])}/D^{fmt(a3['beta'])}"
-            f"   ({a3['n_best']}/{a3['n_starts']} starts reached the best optimum)"
+            f"{approach3_line(a3.fit)}   ({a3.fit.n_best}/{a3.fit.n_starts} starts reached the "
+            "best optimum)"
         )
-    lf = result.get("law_fit")
-    if lf:
-        params = ", ".join(
-            f"{k} = {fmt(lf[k])} {fmt_ci(lf.get(k + '_ci'))}".rstrip() for k in law_param_names(lf)
-        )
-        lines.append(f"{lf['law']}: {lf['formula']}; {params}  ({pct}% intervals)")
-    for i in (1, 2, 3):
-        ap = result.get(f"approach{i}")
-        if ap is None:
-            continue
-        if "error" in ap:
-            lines.append(f"approach {i}: {ap['error']}")
+    if (lf := report.law_fit) is not None:
+        params = ", ".join(f"{name} = {fmt_est(est)}" for name, est in lf.params.items())
+        lines.append(f"{lf.law}: {lf.registry_law.formula}; {params}  ({pct}% intervals)")
+    for i, ap in report.approaches().items():
+        if ap.allocation is None:
+            lines.append(f"approach {i}: {ap.error}")
         else:
             lines.append(
-                f"approach {i}: a = {fmt(ap['a'])} {fmt_ci(ap.get('a_ci'))}, "
-                f"b = {fmt(ap['b'])} {fmt_ci(ap.get('b_ci'))}  ({pct}% intervals)"
+                f"approach {i}: a = {fmt_est(ap.allocation.a)}, "
+                f"b = {fmt_est(ap.allocation.b)}  ({pct}% intervals)"
             )
-    ho = result.get("holdout")
-    if ho and "error" not in ho:
-        lines.append(
-            f"hold-out ({ho['rule']}): mean |relative error| {ho['mean_abs_rel_error']:.2%}"
-        )
+    ho = report.holdout
+    if ho is not None and not ho.error:
+        lines.append(f"hold-out ({ho.rule}): mean |relative error| {ho.mean_abs_rel_error:.2%}")
     lines.append(f"wrote {', '.join(str(p) for p in paths.values())}")
     return "\n".join(lines)
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+# ---- the command line: one option per FitConfig field, generated from the dataclass ----
+
+ALIASES = {"targets": ("--target",)}  # the flag names of earlier releases
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit code 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _list_of(item: type) -> Callable[[str], list]:
+    kind = "integers" if item is int else "numbers"
+
+    def parse(text: str) -> list:
+        try:
+            return [item(v) for v in (p.strip() for p in text.split(",")) if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {kind}"
+            ) from None
+
+    return parse
+
+
+def _mapping(text: str) -> dict[str, str]:
+    try:
+        return parse_columns(text, tuple(p.split("=", 1)[0].strip() for p in text.split(",")))
+    except CollectError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _option(tp: Any) -> dict[str, Any]:
+    """argparse keywords for a FitConfig field of type ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _option(next(a for a in args if a is not type(None)))
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is list:
+        return {"type": _list_of(args[0]), "metavar": "V1,V2"}
+    if origin is dict:
+        return {"type": _mapping, "metavar": "KEY=VALUE,..."}
+    return {"type": tp}
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command-line interface of scaling-fit."""
-    p = argparse.ArgumentParser(
+    """The command-line interface of scaling-fit: source, --out, --config and one option per
+    `FitConfig` field (given options override the chosen config field by field)."""
+    p = _Parser(
         prog="scaling-fit",
         description="Fit Chinchilla/Kaplan scaling laws to a run store, a W&B project or a CSV.",
+        argument_default=argparse.SUPPRESS,
     )
     p.add_argument(
         "source", help="run-store folder, wandb:entity/project, W&B offline folder or CSV"
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--approaches", default="1,2,3", help="comma-separated subset of 1,2,3")
     p.add_argument(
-        "--convention", default="chinchilla", choices=CONVENTIONS, help="FLOP convention for C"
+        "--config",
+        default=None,
+        help=f"named fit settings in conf/fit/ ({', '.join(named_configs())}) or a YAML file; "
+        "the options below override its fields",
     )
-    p.add_argument(
-        "--law", default="chinchilla", help="parametric law for the fit (default chinchilla)"
-    )
-    p.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples of runs (0: none)"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ci", type=float, default=0.9, help="interval coverage (default 0.9)")
-    p.add_argument("--holdout", help="'largest-C:0.2', 'largest-N' or a query such as \"N > 1e9\"")
-    p.add_argument("--target", type=_floats, help="target compute(s), e.g. 1e21,1e23")
-    p.add_argument("--huber-delta", type=float, default=1e-3)
-    p.add_argument("--asymmetry", type=float, default=1.0, help=">1: lower-envelope fit")
-    p.add_argument(
-        "--weights",
-        help="per-run weights of the parametric fit, an expression on the runs table "
-        "(e.g. 'C ** 0.5'); default: equal",
-    )
-    p.add_argument("--grid", type=int, help="use a random subset of this many grid starts")
-    p.add_argument("--drop-highest", type=int, default=0, help="exclude the k highest-loss runs")
-    p.add_argument("--group", help="W&B group (the sweep's name)")
-    p.add_argument("--sweep", help="W&B sweep id")
-    p.add_argument(
-        "--columns", help="CSV column mapping, e.g. 'N=Model Size,C=Training FLOP,loss=loss'"
-    )
-    p.add_argument(
-        "--curves",
-        help="learning curves of a CSV source: a CSV file or glob, one file per run named by "
-        "the run (e.g. 'ladder/*.csv')",
-    )
-    p.add_argument(
-        "--curve-columns",
-        help="column mapping of the curve files, e.g. 'tokens=total_tokens,loss=val_loss'",
-    )
-    p.add_argument("--wandb", action="store_true", help="log the analysis to W&B")
-    p.add_argument(
-        "--wandb-project", help="W&B project for --wandb (default: the source's, else scaling)"
-    )
-    p.add_argument(
-        "--wandb-mode",
-        default="auto",
-        choices=("auto", "online", "offline", "disabled"),
-        help="auto: online when W&B credentials exist, else offline",
-    )
+    docs, hints = field_docs(FitConfig), typing.get_type_hints(FitConfig)
+    for f in dataclasses.fields(FitConfig):
+        flags = (f"--{f.name.replace('_', '-')}", *ALIASES.get(f.name, ()))
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        help_text = f"{docs[f.name]} (default: {default})".replace("%", "%%")
+        p.add_argument(*flags, dest=f.name, help=help_text, **_option(hints[f.name]))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scaling-fit``."""
-    args = parser().parse_args(argv)
+    args = vars(parser().parse_args(argv))
+    source, out, name = args.pop("source"), args.pop("out"), args.pop("config")
     try:
-        run_fit(
-            args.source,
-            args.out,
-            approaches=tuple(int(a) for a in args.approaches.split(",") if a.strip()),
-            convention=args.convention,
-            law=args.law,
-            n_bootstrap=args.bootstrap,
-            seed=args.seed,
-            ci=args.ci,
-            holdout=args.holdout,
-            targets=args.target,
-            huber_delta=args.huber_delta,
-            asymmetry=args.asymmetry,
-            weights=args.weights,
-            grid=args.grid,
-            drop_highest=args.drop_highest,
-            group=args.group,
-            sweep=args.sweep,
-            columns=args.columns,
-            curves=args.curves,
-            curve_columns=args.curve_columns,
-            wandb=args.wandb,
-            wandb_project=args.wandb_project,
-            wandb_mode=args.wandb_mode,
-        )
-    except (FitError, CollectError) as err:
-        print(f"scaling-fit: error: {err}", file=sys.stderr)
+        run_fit(source, out, FitConfig.load(name, args))
+    except (FitError, CollectError, FitConfigError) as err:
+        message = " ".join(str(err).split())
+        print(f"scaling-fit: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -19,14 +19,12 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from analysis.collect import CSV_TARGETS, CURVE_TARGETS
 from analysis.laws import LAWS
 from scaling.contract import CONVENTIONS, WandbMode
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "fit"
 APPROACHES = (1, 2, 3)
-# Column names a --columns / --curve-columns mapping may target (docs/formats.md section 2).
-CSV_TARGETS = ("N", "D", "C", "S", "loss", "run", "size", "sweep", "status", "seed", "lr")
-CURVE_TARGETS = ("tokens", "loss", "step", "C", "train_loss", "lr", "run")
 
 
 class FitConfigError(ValueError):

@@ -79,8 +79,10 @@ class Law:
         return np.array(list(product(*(grid[p] for p in self.params))), dtype=float)
 
     def to_natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Parameters in natural units (E, A, alpha, ...) from log-space ``theta`` (..., P)."""
-        return self.natural(np.asarray(theta, dtype=float))
+        """Parameters in natural units (E, A, alpha, ...) from log-space ``theta`` (..., P), in
+        the order of ``natural_names``."""
+        out = self.natural(np.asarray(theta, dtype=float))
+        return {name: out[name] for name in self.natural_names}
 
     def design(self, cols: Columns) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
         """Per term: (parameter indices, features (k, n) or (k, 1)); term = theta[idx] @ features.

@@ -566,9 +566,10 @@ def approach2_from(block: typing.Mapping[str, Any]) -> Approach2Result:
 def law_fit_from(result: Any, boot: np.ndarray | None, ci: float) -> LawFit:
     """A `LawFit` of an `analysis.fit.FitResult` with intervals from bootstrap parameters."""
     from_boot = result.law.to_natural(boot) if boot is not None else {}
-    params = {
-        name: Estimate(value, interval(from_boot[name], ci) if name in from_boot else None)
-        for name, value in result.params.items()
+    values = result.params
+    params = {  # in the law's order of natural parameters (E, A, B, alpha, beta)
+        name: Estimate(values[name], interval(from_boot[name], ci) if name in from_boot else None)
+        for name in result.law.natural_names
     }
     return LawFit(
         law=result.law.name,
@@ -593,4 +594,3 @@ def approach3_from(
         band=band_from(block.get("band")),
         n_degenerate=int(block.get("n_degenerate", 0)),
     )
-

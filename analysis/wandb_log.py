@@ -7,6 +7,7 @@ The results dir stays the source of truth; this is its W&B view, logged as a run
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -14,62 +15,61 @@ import pandas as pd
 import wandb
 
 from analysis.plots import FIGURES, load_results, plot_all
-from analysis.report import law_param_names
+from analysis.results import Estimate, FitReport
 from analysis.wandb_mode import resolve_mode
 
-# fit.json keys copied into the run summary as "<approach>/<key>".
-SUMMARY_KEYS = {
-    "approach1": ("a", "b"),
-    "approach2": ("a", "b"),
-    "approach3": ("a", "b", "E", "A", "B", "alpha", "beta"),
-}
 
-
-def _blocks(fit: dict) -> list[tuple[str, tuple[str, ...]]]:
-    """(fit.json block, its parameter names) for every block that was computed."""
-    blocks = [(k, keys) for k, keys in SUMMARY_KEYS.items()]
-    if fit.get("law_fit"):
-        blocks.append(("law_fit", tuple(law_param_names(fit["law_fit"]))))
+def _blocks(report: FitReport) -> list[tuple[str, dict[str, Estimate] | None, str | None]]:
+    """(block name, its estimates or None, why not) for approaches 1-3 and the law fit."""
+    blocks: list[tuple[str, dict[str, Estimate] | None, str | None]] = []
+    for i, ap in ((1, report.approach1), (2, report.approach2)):
+        if ap is None or ap.allocation is None:
+            blocks.append((f"approach{i}", None, ap.error if ap else "not computed"))
+        else:
+            blocks.append((f"approach{i}", {"a": ap.allocation.a, "b": ap.allocation.b}, None))
+    a3 = report.approach3
+    if a3 is None or a3.fit is None:
+        blocks.append(("approach3", None, a3.error if a3 else "not computed"))
+    else:
+        derived = {k: a3.fit.derived[k] for k in ("a", "b") if k in a3.fit.derived}
+        blocks.append(("approach3", derived | a3.fit.params, None))
+    if report.law_fit is not None:
+        blocks.append(("law_fit", dict(report.law_fit.params), None))
     return blocks
 
 
-def fit_table(fit: dict) -> pd.DataFrame:
+def fit_table(report: FitReport) -> pd.DataFrame:
     """One row per fitted quantity: block, parameter, estimate and its bootstrap interval."""
-    ci = (fit.get("bootstrap") or {}).get("ci")
     rows = []
-    for block, keys in _blocks(fit):
-        entry = fit.get(block) or {}
-        for k in keys:
-            if "error" in entry or entry.get(k) is None:
+    for block, estimates, _ in _blocks(report):
+        for name, est in (estimates or {}).items():
+            if not est.finite:
                 continue
-            lo, hi = entry.get(f"{k}_ci") or (None, None)
-            rows.append({"block": block, "parameter": k, "estimate": float(entry[k]),
-                         "lo": lo, "hi": hi, "ci": ci})  # fmt: skip
+            lo, hi = est.ci or (None, None)
+            rows.append({"block": block, "parameter": name, "estimate": est.value,
+                         "lo": lo, "hi": hi, "ci": report.bootstrap.ci})  # fmt: skip
     return pd.DataFrame(rows, columns=["block", "parameter", "estimate", "lo", "hi", "ci"])
 
 
-def summary(fit: dict) -> dict:
-    """The fitted exponents and coefficients of fit.json as flat summary keys, with their
-    interval ends as ``<block>/<key>_lo`` and ``_hi`` so a dashboard can chart them."""
+def summary(report: FitReport) -> dict:
+    """The fitted exponents and coefficients as flat summary keys, with their interval ends
+    as ``<block>/<key>_lo`` and ``_hi`` so a dashboard can chart them."""
     out: dict = {}
-    for approach, keys in _blocks(fit):
-        block = fit.get(approach) or {"error": "not in fit.json"}
-        if "error" in block:
-            out[f"{approach}/error"] = str(block["error"])
+    for block, estimates, error in _blocks(report):
+        if estimates is None:
+            out[f"{block}/error"] = str(error)
             continue
-        for k in keys:
-            if block.get(k) is not None:
-                out[f"{approach}/{k}"] = float(block[k])
-            ends = block.get(f"{k}_ci") or ()
-            for end, v in zip(("lo", "hi"), ends, strict=False):
-                if v is not None:
-                    out[f"{approach}/{k}_{end}"] = float(v)
-    holdout = fit.get("holdout") or {}
-    if holdout.get("mean_abs_rel_error") is not None:
-        out["holdout/mean_abs_rel_error"] = float(holdout["mean_abs_rel_error"])
-    for k in ("n_runs", "n_fitted", "convention"):
-        if k in fit:
-            out[k] = fit[k]
+        for name, est in estimates.items():
+            if est.finite:
+                out[f"{block}/{name}"] = est.value
+            for end, v in zip(("lo", "hi"), est.ci or (), strict=False):
+                if math.isfinite(v):
+                    out[f"{block}/{name}_{end}"] = v
+    if report.holdout is not None and math.isfinite(report.holdout.mean_abs_rel_error):
+        out["holdout/mean_abs_rel_error"] = report.holdout.mean_abs_rel_error
+    if report.warnings:
+        out["warnings"] = "; ".join(report.warnings)
+    out |= {"n_runs": report.n_runs, "n_fitted": report.n_fitted, "convention": report.convention}
     return out
 
 
@@ -85,6 +85,7 @@ def log_analysis(out_dir: Path, project: str, group: str | None = None, mode: st
     """Log out_dir's fit and runs tables, figures, exponents and fit.json as a W&B analysis run."""
     out_dir = Path(out_dir)
     res = load_results(out_dir)
+    report = FitReport.load(out_dir / "fit.json")
     figures = out_dir / "figures"
     if not all((figures / f"{name}.png").is_file() for name in FIGURES):
         plot_all(out_dir, fmt=("png",))
@@ -98,16 +99,16 @@ def log_analysis(out_dir: Path, project: str, group: str | None = None, mode: st
         name=f"analysis-{group}" if group else "analysis",
         dir=str(out_dir),
         mode=mode,
-        config={k: res.fit.get(k) for k in ("source", "convention", "bootstrap")},
+        config=report.config.to_dict() | {"source": report.source, "convention": report.convention},
         settings=wandb.Settings(init_timeout=30),
     )
     try:
         tables = {
-            "fit": wandb.Table(dataframe=fit_table(res.fit)),
+            "fit": wandb.Table(dataframe=fit_table(report)),
             "runs": wandb.Table(dataframe=res.runs.drop(columns=["excluded"])),
         }
         run.log(tables | {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs})
-        run.summary.update(summary(res.fit))
+        run.summary.update(summary(report))
         artifact = wandb.Artifact(re.sub(r"[^\w.-]", "-", f"fit-{group or 'analysis'}"), type="fit")
         for name in ("fit.json", "runs.csv", "curves.csv"):
             if (out_dir / name).is_file():

@@ -227,3 +227,21 @@ def test_analysis_never_imports_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", sorted(LAWS))
+def test_every_law_predicts_from_natural_parameters_and_labels_them(name):
+    """One registry for readers: natural parameters map back to theta, predict_natural agrees
+    with the log-space prediction, and every parameter and the formula have LaTeX."""
+    law = get_law(name)
+    theta = law.start_grid()[len(law.start_grid()) // 2] + 0.1
+    natural = {k: float(v) for k, v in law.to_natural(theta).items()}
+    assert list(natural) == sorted(natural, key=law.natural_names.index)
+    np.testing.assert_allclose(law.from_natural(natural), theta, rtol=1e-12)
+    cols = _cols(law)
+    np.testing.assert_allclose(law.predict_natural(natural, cols), law.predict(theta, cols))
+    assert set(law.labels) == set(law.natural_names)
+    assert all(label.startswith("$") for label in law.labels.values())
+    assert law.tex.startswith("$L = ") and law.tex.endswith("$")
+    with pytest.raises(ValueError, match=law.natural_names[0]):
+        law.predict_natural({}, cols)
