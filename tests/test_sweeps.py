@@ -190,10 +190,11 @@ def test_demo_sweep_takes_any_launcher() -> None:
 def test_every_shipped_sweep_plans(name, data_cache, tmp_path) -> None:
     """Each file in sweeps/ plans as shipped (its own sizes, budgets and batch)."""
     base_ov = (f"+sweep={name}", f"runs_dir={tmp_path}", f"data.cache_dir={data_cache}")
-    base = compose_train(*base_ov, "data.max_bytes=300000")
+    # a corpus cap that still holds the shipped train.eval_tokens in its validation split
+    base = compose_train(*base_ov, "data.max_bytes=2000000")
     sp = plan_sweep(
         parse_spec(base.sweep),
-        lambda ov: compose_train(*base_ov, "data.max_bytes=300000", *ov),
+        lambda ov: compose_train(*base_ov, "data.max_bytes=2000000", *ov),
         list(SIZES),
         OmegaConf.create({}),
         base,
@@ -410,6 +411,48 @@ def test_killed_worker_is_reported_and_its_run_resumed(tmp_path, data_cache) -> 
     s = summaries(folder)
     assert s["10k-D1e6"]["status"] == "completed" and s["10k-D1e6"]["resumed_from_step"] > 0
     assert "completed 1 / diverged 0 / failed 0 / skipped 1" in again.stdout
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_orphaned_workers_stop_when_the_sweep_is_killed(tmp_path, data_cache) -> None:
+    """SIGKILL the sweep process: its joblib workers stop within seconds instead of training
+    on (issue 17); their runs stay "running", so a relaunch resumes them."""
+    args = ("+sweep=data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[1e7,1.1e7]")
+    args += ("train.checkpoint_every=50", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    cmd = [sys.executable, "-m", "scaling.train", "-m", *SWEEP_TINY]
+    cmd += [f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={data_cache}", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    folder = tmp_path / "runs" / "data_ladder"
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+            workers = [s["pid"] for s in summaries(folder).values() if s["status"] == "running"]
+            time.sleep(0.2)
+        assert len(workers) == 2 and proc.pid not in workers, proc.poll()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        t0 = time.time()
+        while time.time() - t0 < 20 and any(alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(alive(p) for p in workers), "the workers outlived their sweep by 20 s"
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    s = summaries(folder)
+    assert [v["status"] for v in s.values()] == ["running", "running"]
+    again = cli(tmp_path, data_cache, *args, "sweep.plan=true")
+    assert again.returncode == 0, again.stderr
+    assert "2 runs, 2 to launch" in again.stdout  # relaunched, they resume
 
 
 @pytest.mark.slow
