@@ -28,6 +28,7 @@ from analysis import style as st
 from analysis.cli import run_fit
 from analysis.collect import collect
 from analysis.fit import fit
+from analysis.fitconfig import FitConfig
 
 # Besiroglu et al. 2024, section 3 / Table 1 (their fit of the Chinchilla form).
 PUBLISHED = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -62,19 +63,14 @@ def test_chinchilla_replication_full_grid():
 
 
 def test_chinchilla_replication_through_cli(tmp_path):
-    out = run_fit(
-        REFERENCE / "chinchilla_epoch_svg_extracted.csv",
-        tmp_path,
-        columns="N=Model Size,C=Training FLOP,loss=loss",
-        drop_highest=5,
-        grid=300,
-        n_bootstrap=50,
-        approaches=(3,),
-        quiet=True,
+    config = FitConfig.load(
+        "chinchilla_reference", {"grid": 300, "bootstrap": 50, "approaches": [3]}
     )
-    assert out["n_fitted"] == 240 and len(out["excluded"]) == 5
-    assert out["approach3"]["alpha"] == pytest.approx(PUBLISHED["alpha"], rel=0.01)
-    assert out["approach3"]["E_ci"][0] <= out["approach3"]["E"] <= out["approach3"]["E_ci"][1]
+    out = run_fit(REFERENCE / "chinchilla_epoch_svg_extracted.csv", tmp_path, config, quiet=True)
+    assert out.n_fitted == 240 and len(out.excluded) == 5
+    params = out.approach3.fit.params
+    assert params["alpha"].value == pytest.approx(PUBLISHED["alpha"], rel=0.01)
+    assert params["E"].ci[0] <= params["E"].value <= params["E"].ci[1]
 
 
 def olmo_runs() -> pd.DataFrame:
@@ -97,13 +93,10 @@ def test_olmo_ladder_predicts_largest_size():
 def test_olmo_holdout_through_cli(tmp_path):
     csv = tmp_path / "olmo.csv"
     olmo_runs().to_csv(csv, index=False)
-    out = run_fit(
-        csv, tmp_path / "out", holdout="size == '3B'", grid=500, n_bootstrap=0, quiet=True
-    )
-    assert sorted(out["heldout_runs"]) == sorted(
-        r for r in olmo_runs()["run"] if r.startswith("3B")
-    )
-    assert out["holdout"]["mean_abs_rel_error"] < 0.012
+    config = FitConfig(holdout="size == '3B'", grid=500, bootstrap=0)
+    out = run_fit(csv, tmp_path / "out", config, quiet=True)
+    assert sorted(out.heldout_runs) == sorted(r for r in olmo_runs()["run"] if r.startswith("3B"))
+    assert out.holdout.mean_abs_rel_error < 0.012
 
 
 OLMO_CURVES = {
@@ -141,23 +134,16 @@ CHINCHILLA_MODEL = {"C": 5.76e23, "N": 70e9, "D": 1.4e12}
 def test_reference_figures_look_like_the_published_ones(tmp_path):
     """The Chinchilla and OLMo-ladder figures show what the papers show."""
     chin = tmp_path / "chinchilla"
-    fit_c = run_fit(
-        REFERENCE / "chinchilla_epoch_svg_extracted.csv",
-        chin,
-        columns="N=Model Size,C=Training FLOP,loss=loss",
-        drop_highest=5,
-        grid=500,
-        n_bootstrap=200,
-        targets=[CHINCHILLA_MODEL["C"]],
-        quiet=True,
-    )
-    (target,) = fit_c["targets"]
+    config = FitConfig.load("chinchilla_reference", {"grid": 500, "bootstrap": 200})
+    assert config.targets == [CHINCHILLA_MODEL["C"]]
+    fit_c = run_fit(REFERENCE / "chinchilla_epoch_svg_extracted.csv", chin, config, quiet=True)
+    (target,) = fit_c.approach3.targets
     # The fitted frontier puts Chinchilla itself inside its interval at Gopher's compute ...
-    assert target["N_opt_ci"][0] < CHINCHILLA_MODEL["N"] < target["N_opt_ci"][1]
-    assert target["D_opt_ci"][0] < CHINCHILLA_MODEL["D"] < target["D_opt_ci"][1]
+    assert target.N_opt.ci[0] < CHINCHILLA_MODEL["N"] < target.N_opt.ci[1]
+    assert target.D_opt.ci[0] < CHINCHILLA_MODEL["D"] < target.D_opt.ci[1]
     # ... and the three approaches agree with the paper's a ~ 0.5 (not Kaplan's 0.73).
-    for key in ("approach1", "approach2", "approach3"):
-        assert 0.46 < fit_c[key]["a"] < 0.54, key
+    for i, approach in fit_c.approaches().items():
+        assert 0.46 < approach.allocation.a.value < 0.54, i
     res = plots.load_results(chin)
     with st.paper_style():
         fig = plots.render("surface", res)
@@ -167,7 +153,7 @@ def test_reference_figures_look_like_the_published_ones(tmp_path):
     c, n = gids(ax_c, "frontier")[0].get_xydata().T
     assert ax_c.get_xlabel().startswith("compute") and "parameters" in ax_c.get_ylabel()
     n_at = np.exp(np.interp(np.log(CHINCHILLA_MODEL["C"]), np.log(c), np.log(n)))
-    assert n_at == pytest.approx(target["N_opt"], rel=1e-3)
+    assert n_at == pytest.approx(target.N_opt.value, rel=1e-3)
     with st.paper_style():
         fig = plots.render("compute_optimal", res)
         assert st.label_problems(fig) == []
@@ -180,17 +166,12 @@ def test_reference_figures_look_like_the_published_ones(tmp_path):
         assert 45e9 < n_at < 100e9, (key, n_at)
 
     olmo = tmp_path / "olmo"
+    curves = str(OLMO_CURVES["curves"])
+    config = FitConfig.load("olmo_reference", {"grid": 500, "bootstrap": 0, "curves": curves})
     fit_o = run_fit(
-        REFERENCE / "olmo_ladder" / "ladder_final_c4_summary.csv",
-        olmo,
-        columns="D=tokens,loss=c4_loss_final",
-        holdout="size == '3B'",
-        grid=500,
-        n_bootstrap=0,
-        quiet=True,
-        **OLMO_CURVES,
+        REFERENCE / "olmo_ladder" / "ladder_final_c4_summary.csv", olmo, config, quiet=True
     )
-    assert fit_o["holdout"]["mean_abs_rel_error"] < 0.012
+    assert fit_o.holdout.mean_abs_rel_error < 0.012
     res = plots.load_results(olmo)
     with st.paper_style():
         curves_fig = plots.render("learning_curves", res)
