@@ -1,18 +1,21 @@
 """Paper figures drawn only from a results dir: runs.csv, curves.csv and fit.json (docs/formats.md).
 
-Nothing here trains or fits; every figure is a pure function of the stored tables, so
-`scaling-plot <results-dir>` regenerates the same bytes every time. Figures are built on bare
-`Figure` objects (no pyplot), so no GUI backend or global figure state is involved.
+Nothing here trains, fits or re-derives what the fit decided: approach 1's envelope, approach
+2's budget groups and every fitted line come from fit.json (`analysis.results.FitReport`), and
+losses are predicted by the law's own registry entry. Every figure is a pure function of the
+stored tables, so `scaling-plot <results-dir>` regenerates the same bytes every time. What cannot
+be drawn (a curve without a model size, an approach without a usable power law) is skipped
+with a note on the figure and a line on the terminal. Figures are built on bare `Figure`
+objects (no pyplot), so no GUI backend or global figure state is involved.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -25,11 +28,18 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator, PercentFormatter
 
 from analysis import style as st
-from analysis.laws import get_law
-from analysis.optimal import budgets_of, flops_factor
+from analysis.optimal import flops_factor
+from analysis.results import (
+    Approach1Result,
+    Approach2Result,
+    Approach3Result,
+    FitReport,
+    IsoflopBudget,
+    Target,
+)
 
 FIGURES = ("learning_curves", "isoflop", "compute_optimal", "surface", "parity")
-APPROACHES = ("approach1", "approach2", "approach3")
+APPROACHES = ("approach1", "approach2", "approach3")  # FitReport fields, figure gids
 
 # Fixed colours (Okabe-Ito) for the three approaches and for held-out / excluded runs.
 APPROACH_COLORS = {"approach1": "#0072B2", "approach2": "#D55E00", "approach3": "#009E73"}
@@ -37,6 +47,7 @@ HELDOUT_COLOR = "#D55E00"
 EXCLUDED_COLOR = "0.6"
 MAX_LEGEND_SIZES = 8  # more sizes (or budgets) than this get a colour bar instead of a legend
 MAX_MARKED_POINTS = 30  # more approach-1 minima than this are drawn as a line
+RUN_AXES = ("N", "D", "C")  # a run is drawn only where all three are finite and positive
 
 # Published compute-optimal exponents drawn as reference slopes: (label, a, b, line style).
 REFERENCES = (
@@ -50,15 +61,48 @@ N_LABEL = r"parameters $N$"
 D_LABEL = r"tokens $D$"
 C_LABEL = r"compute $C$ (FLOPs)"
 
+Approach = Approach1Result | Approach2Result | Approach3Result
+
 
 @dataclass(frozen=True)
 class Results:
     """The stored inputs of every figure: the collected tables and the fit result."""
 
     path: Path
+    """The results dir."""
     runs: pd.DataFrame
+    """runs.csv, the runs that can be drawn, with boolean ``heldout`` and ``excluded`` columns."""
     curves: pd.DataFrame
-    fit: dict
+    """curves.csv (empty without it), rows with a finite loss at C > 0."""
+    fit: FitReport
+    """fit.json."""
+    notes: tuple[str, ...] = field(default=())
+    """What the tables held that no figure can draw (runs without finite N, D, C)."""
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV table; ValueError naming the file when it is not one."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as err:  # pandas' parse errors are ValueErrors
+        raise ValueError(f"{path} is not a readable CSV table: {err}") from None
+
+
+def _numeric(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The table with ``columns`` as floats (text that is not a number becomes NaN)."""
+    return table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in columns})
+
+
+def _drawable_runs(runs: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The runs with finite, positive N, D and C, and a note naming those without."""
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(runs[list(RUN_AXES)]).all(axis=1) & (runs[list(RUN_AXES)] > 0).all(axis=1)
+    if not ok.any():
+        raise ValueError(f"{path} has no run with finite, positive N, D and C to draw")
+    if ok.all():
+        return runs, []
+    names = ", ".join(str(r) for r in runs.loc[~ok, "run"][:5]) + ", ..." * (int((~ok).sum()) > 5)
+    return runs[ok], [f"{int((~ok).sum())} runs without finite N, D, C not drawn ({names})"]
 
 
 def load_results(results_dir: Path) -> Results:
@@ -72,44 +116,60 @@ def load_results(results_dir: Path) -> Results:
                 f"{results_dir / name} is missing: figures are drawn from runs.csv and fit.json "
                 f"written by `scaling-fit ... --out {results_dir}`"
             )
-    runs = pd.read_csv(results_dir / "runs.csv")
+    fit = FitReport.load(results_dir / "fit.json")
+    runs = _read_csv(results_dir / "runs.csv")
     missing = {"N", "D", "C", "loss"} - set(runs.columns)
     if missing:
         raise ValueError(f"{results_dir / 'runs.csv'} lacks columns {sorted(missing)}")
-    fit = json.loads((results_dir / "fit.json").read_text())
-    heldout = set(fit.get("heldout_runs") or [])
+    runs = _numeric(runs, [*RUN_AXES, "loss"])
     if "run" not in runs:
         runs["run"] = [f"run{i}" for i in range(len(runs))]
+    runs, notes = _drawable_runs(runs, results_dir / "runs.csv")
     if "heldout" in runs:
         runs["heldout"] = runs["heldout"].astype(str).str.lower().isin(["true", "1"])
     else:
-        runs["heldout"] = runs["run"].isin(heldout)
-    excluded = {e["run"] for e in fit.get("excluded") or [] if isinstance(e, dict) and "run" in e}
+        runs["heldout"] = runs["run"].isin(set(fit.heldout_runs))
+    excluded = {e.run for e in fit.excluded}
     runs["excluded"] = runs["run"].isin(excluded) | ~np.isfinite(runs["loss"])
     curves_path = results_dir / "curves.csv"
-    curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
+    curves = _read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
     if not curves.empty:
+        missing = {"run", "N", "tokens", "C", "loss"} - set(curves.columns)
+        if missing:
+            raise ValueError(f"{curves_path} lacks columns {sorted(missing)}")
+        curves = _numeric(curves, ["N", "tokens", "C", "loss"])
         curves = curves[np.isfinite(curves["loss"]) & (curves["C"] > 0)]
-    return Results(results_dir, runs, curves, fit)
+    return Results(results_dir, runs, curves, fit, tuple(notes))
 
 
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _approach(fit: dict, key: str) -> tuple[dict | None, str | None]:
-    """The approach's block if usable, else None and a one-line note saying why not."""
-    block = fit.get(key)
+def _approach(fit: FitReport, key: str) -> tuple[Approach | None, str | None]:
+    """The approach's result if computed, else None and a one-line note saying why not."""
+    result = getattr(fit, key)
     label = key.replace("approach", "approach ")
-    if block is None:
+    if result is None:
         return None, f"{label} skipped: not in fit.json"
-    if "error" in block:
-        return None, f"{label} skipped: {block['error']}"
-    return block, None
+    if result.error is not None:
+        return None, f"{label} skipped: {result.error}"
+    return result, None
+
+
+def _no_power_law(key: str, result: Approach) -> str | None:
+    """A note when the approach's N_opt(C), D_opt(C) cannot be drawn (non-finite numbers)."""
+    if result.allocation is not None and result.allocation.finite:
+        return None
+    label = key.replace("approach", "approach ")
+    why = result.implausible() if isinstance(result, Approach3Result) else None
+    return f"{label}: N_opt(C) not drawn: {why or 'no finite power law in fit.json'}"
 
 
 def _note(ax: Axes, notes: Sequence[str | None]) -> None:
-    """Write the notes (skipped layers) in the axes' lower-left corner."""
-    text = "\n".join(textwrap.fill(n, 60) for n in notes if n)
+    """Write the notes (skipped layers) in the axes' lower-left corner; the text's label keeps
+    them one per line for the terminal (`figure_notes`)."""
+    notes = [n for n in notes if n]
+    text = "\n".join(textwrap.fill(n, 60) for n in notes)
     if text:
         ax.text(
             0.02,
@@ -121,29 +181,39 @@ def _note(ax: Axes, notes: Sequence[str | None]) -> None:
             fontsize=6,
             color="0.25",
             gid="note",
+            label="\n".join(notes),
             bbox={"boxstyle": "square,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
             zorder=10,
         )
 
 
-def _predict(fit3: dict, N, D) -> np.ndarray:
-    """Approach-3 loss L(N, D) from fit.json's natural-unit parameters, via the law registry."""
-    law = get_law(fit3.get("law", "chinchilla"))
-    # A registry parameter is either natural (alpha) or the log of a natural coefficient (a = log A).
-    theta = np.array(
-        [
-            np.log(fit3[p.upper()])
-            if p.upper() != p and p.upper() in law.natural_names
-            else fit3[p]
-            for p in law.params
-        ],
-        dtype=float,
-    )
-    back = law.to_natural(theta)
-    if not all(np.isclose(back[k], fit3[k]) for k in law.natural_names):
-        raise ValueError(f"cannot map fit.json approach3 onto law {law.name!r} {law.params}")
+def figure_notes(fig: Figure) -> list[str]:
+    """The notes written on a figure, one per skipped layer."""
+    return [
+        line
+        for ax in fig.axes
+        for t in ax.texts
+        if t.get_gid() == "note"
+        for line in t.get_label().split("\n")
+    ]
+
+
+def _predict(a3: Approach3Result, N, D) -> np.ndarray:
+    """Approach 3's loss L(N, D), by the law's own prediction from its natural parameters."""
     N, D = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
-    return law.predict(theta, {"N": N.ravel(), "D": D.ravel()}).reshape(N.shape)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return a3.fit.predict({"N": N.ravel(), "D": D.ravel()}).reshape(N.shape)
+
+
+def _finite(*values) -> bool:
+    """Whether every value is a finite number (fit.json writes NaN as null)."""
+    return all(v is not None and np.isfinite(v) for v in values)
+
+
+def _targets(fit: FitReport) -> list[Target]:
+    """Approach 3's target predictions with a finite N_opt (none without approach 3)."""
+    a3, _ = _approach(fit, "approach3")
+    return [t for t in a3.targets if t.N_opt.finite and t.N_opt.value > 0] if a3 else []
 
 
 def _sci(x: float) -> str:
@@ -226,25 +296,24 @@ def _mid_c(runs: pd.DataFrame) -> float:
 # --- figures -----------------------------------------------------------------------------------
 
 
-def _lower_envelope(curves: pd.DataFrame, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest loss over all curves at each C of a log grid (curves interpolated in log C)."""
-    grid = np.geomspace(curves["C"].min(), curves["C"].max(), n)
-    best = np.full(n, np.inf)
-    for _, g in curves.groupby("run", sort=True):
-        g = g.sort_values("C")
-        lc = np.log(g["C"].to_numpy())
-        inside = (np.log(grid) >= lc[0]) & (np.log(grid) <= lc[-1])
-        best[inside] = np.minimum(best[inside], np.interp(np.log(grid[inside]), lc, g["loss"]))
-    keep = np.isfinite(best)
-    return grid[keep], best[keep]
+def _drawable_curves(curves: pd.DataFrame, colors: dict) -> tuple[pd.DataFrame, str | None]:
+    """The curve rows whose run has a known model size (a colour), and a note on the rest."""
+    known = curves["N"].isin(list(colors))
+    if known.all():
+        return curves, None
+    skipped = sorted(str(r) for r in curves.loc[~known, "run"].unique())
+    names = ", ".join(skipped[:5]) + ", ..." * (len(skipped) > 5)
+    return curves[known], f"{len(skipped)} curves without a model size N not drawn ({names})"
 
 
 def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
-    """Loss against tokens and against FLOPs, coloured by size, with the approach-1 envelope."""
+    """Loss against tokens and against FLOPs, coloured by size, with approach 1's envelope."""
     fig, (ax_d, ax_c) = _figure(2, width)
     colors = _size_key(fig, [ax_d, ax_c], res.runs)
     notes = []
-    if res.curves.empty:
+    curves, note = _drawable_curves(res.curves, colors) if not res.curves.empty else (None, None)
+    notes.append(note)
+    if curves is None or curves.empty:
         runs = res.runs[~res.runs["excluded"]]
         for ax, x in ((ax_d, "D"), (ax_c, "C")):
             ax.scatter(
@@ -259,20 +328,29 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
         ax_d.set_title("final loss against tokens")
         ax_c.set_title("final loss against compute")
     else:
-        for run, g in res.curves.groupby("run", sort=True):
+        for run, g in curves.groupby("run", sort=True):
             g = g.sort_values("tokens")
             color = colors[float(g["N"].iloc[0])]
             ax_d.plot(g["tokens"], g["loss"], color=color, lw=0.8, gid=f"curve:{run}")
             ax_c.plot(g["C"], g["loss"], color=color, lw=0.8, gid=f"curve:{run}")
-        c, env = _lower_envelope(res.curves)
-        ax_c.plot(c, env, color="k", ls="--", lw=1.0, label="lower envelope", gid="envelope")
         ax_d.set_title("loss against tokens")
         ax_c.set_title("loss against compute")
     a1, note = _approach(res.fit, "approach1")
     notes.append(note)
-    if a1 and a1.get("points"):
-        p = pd.DataFrame(a1["points"])
-        if "loss" in p and len(p) > MAX_MARKED_POINTS:  # a dense envelope reads better as a line
+    if a1 is not None and a1.envelope is not None and curves is not None and not curves.empty:
+        # the envelope approach 1 fitted: its fitted runs only, from where its fit starts
+        ax_c.plot(
+            a1.envelope.C,
+            a1.envelope.loss,
+            color="k",
+            ls="--",
+            lw=1.0,
+            label="lower envelope",
+            gid="envelope",
+        )
+    if a1 is not None and a1.points:
+        p = pd.DataFrame([(pt.C, pt.loss) for pt in a1.points], columns=["C", "loss"])
+        if len(p) > MAX_MARKED_POINTS:  # a dense envelope reads better as a line
             p = p.sort_values("C")
             ax_c.plot(
                 p["C"],
@@ -283,7 +361,7 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
                 label="approach 1 minima",
                 gid="approach1",
             )
-        elif "loss" in p:
+        else:
             ax_c.scatter(
                 p["C"],
                 p["loss"],
@@ -307,31 +385,11 @@ def plot_learning_curves(res: Results, width: str | None = None) -> Figure:
     return fig
 
 
-def _assign_budgets(runs: pd.DataFrame, budgets: list[float]) -> pd.Series:
-    """Each run's IsoFLOP budget C (NaN if none), grouped as approach 2 grouped them."""
-    out = pd.Series(np.nan, index=runs.index)
-    fitted = runs[~runs["heldout"] & ~runs["excluded"]]
-    if fitted.empty:
-        return out
-    labels = pd.Series(budgets_of(fitted), index=fitted.index)
-    logb = np.log10(budgets)
-    for _, members in labels.groupby(labels):
-        logc = np.log10(fitted.loc[members.index, "C"]).mean()  # approach 2's budget C
-        j = np.abs(logb - logc).argmin()
-        if abs(logb[j] - logc) < 0.01:
-            out[members.index] = budgets[j]
-    # A held-out run joins the budget of the fitted run nearest in C, if it is that close.
-    logf = np.log10(fitted["C"].to_numpy(float))
-    for i in runs.index[runs["heldout"] & ~runs["excluded"]]:
-        j = np.abs(logf - np.log10(runs.at[i, "C"])).argmin()
-        if abs(logf[j] - np.log10(runs.at[i, "C"])) <= 0.05:
-            out[i] = out[fitted.index[j]]
-    return out
-
-
-def _finite(*values) -> bool:
-    """Whether every value is a finite number (fit.json writes NaN as null)."""
-    return all(v is not None and np.isfinite(v) for v in values)
+def _budget_of(runs: pd.DataFrame, budgets: list[IsoflopBudget]) -> pd.Series:
+    """Each run's IsoFLOP budget C as approach 2 grouped it (its fitted and held-out runs), NaN
+    for a run in no budget."""
+    of = {run: b.C for b in budgets for run in (*b.runs, *b.heldout_runs)}
+    return runs["run"].map(of).astype(float)
 
 
 def plot_isoflop(res: Results, width: str | None = None) -> Figure:
@@ -339,7 +397,9 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
     fig, (ax,) = _figure(1, width, aspect=0.95)
     a2, note = _approach(res.fit, "approach2")
     runs = res.runs[~res.runs["excluded"]]
-    budgets = sorted((b for b in (a2 or {}).get("budgets", []) if b.get("C")), key=lambda b: b["C"])
+    budgets = sorted(
+        (b for b in (a2.budgets if a2 else []) if _finite(b.C) and b.C > 0), key=lambda b: b.C
+    )
     cm = st.cmap(st.BUDGET_CMAP)
     if not budgets:
         note = note or "approach 2 skipped: no IsoFLOP budgets in fit.json"
@@ -347,14 +407,14 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
         ax.scatter(runs["N"], runs["loss"], c=runs["C"], norm=norm, cmap=cm, s=8, gid="runs")
         fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, label=C_LABEL)
     else:
-        norm = st.log_norm([b["C"] for b in budgets])
-        which = _assign_budgets(runs, [b["C"] for b in budgets])
+        norm = st.log_norm([b.C for b in budgets])
+        which = _budget_of(runs, budgets)
         other = runs[which.isna()]
         if len(other):
             ax.scatter(other["N"], other["loss"], s=5, color=EXCLUDED_COLOR, gid="other_runs")
         for b in budgets:
-            color, edge = cm(norm(b["C"])), bool(b.get("edge"))
-            pts = runs[which == b["C"]]
+            color, edge = cm(norm(b.C)), bool(b.edge)
+            pts = runs[which == b.C]
             held = pts["heldout"]
             ax.scatter(pts["N"][~held], pts["loss"][~held], s=10, color=color, zorder=3)
             ax.scatter(
@@ -368,21 +428,22 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
                 zorder=3,
                 gid="heldout",
             )
-            lo, hi = np.log10(b.get("N_range") or [pts["N"].min(), pts["N"].max()])
-            x = np.linspace(lo - 0.1, hi + 0.1, 120)
-            ax.plot(
-                10**x,
-                np.polyval(b["coeffs"], x),
-                color=color,
-                ls="--" if edge else "-",
-                lw=1.0,
-                gid="parabola",
-            )
-            if not _finite(b.get("N_opt"), b.get("loss_opt")):
+            if _finite(*b.coeffs, *b.N_range) and min(b.N_range) > 0:
+                lo, hi = np.log10(b.N_range)
+                x = np.linspace(lo - 0.1, hi + 0.1, 120)
+                ax.plot(
+                    10**x,
+                    np.polyval(b.coeffs, x),
+                    color=color,
+                    ls="--" if edge else "-",
+                    lw=1.0,
+                    gid="parabola",
+                )
+            if not _finite(b.N_opt, b.loss_opt):
                 continue  # a concave profile has no minimum to mark
             ax.plot(
-                b["N_opt"],
-                b["loss_opt"],
+                b.N_opt,
+                b.loss_opt,
                 marker="X" if edge else "o",
                 ms=6 if edge else 5.5,
                 mfc="white" if edge else color,
@@ -396,7 +457,7 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
             Line2D([], [], color="0.3", lw=1, label="fitted parabola"),
             Line2D([], [], color="0.3", marker="o", mec="k", ls="none", label="minimum"),
         ]
-        if any(b.get("edge") for b in budgets):
+        if any(b.edge for b in budgets):
             handles.append(
                 Line2D(
                     [],
@@ -426,11 +487,11 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
                 Line2D(
                     [],
                     [],
-                    color=cm(norm(b["C"])),
+                    color=cm(norm(b.C)),
                     marker="o",
                     ms=3,
                     lw=1,
-                    label=f"$C$ = {_sci(b['C'])}",
+                    label=f"$C$ = {_sci(b.C)}",
                 )
                 for b in budgets
             ]
@@ -445,13 +506,10 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
     return fig
 
 
-def _band_title(pointwise: bool, pivoted: bool, fit: dict) -> str:
+def _band_title(pointwise: bool, fit: FitReport) -> str:
     """What the shaded bands are, for the legend title."""
-    pct = round(100 * (fit.get("bootstrap") or {}).get("ci", 0.9))
-    kinds = [f"{pct}% bootstrap intervals"] * pointwise + [
-        "exponent intervals at mid-$C$"
-    ] * pivoted
-    return f"bands: {' / '.join(kinds)};" if kinds else "no interval bands;"
+    pct = round(100 * fit.bootstrap.ci)
+    return f"bands: {pct}% bootstrap intervals;" if pointwise else "no interval bands;"
 
 
 def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
@@ -459,48 +517,50 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
     fig, (ax_n, ax_d) = _figure(2, width)
     fit = res.fit
     c_lo, c_hi = float(res.runs["C"][res.runs["C"] > 0].min()), float(res.runs["C"].max())
-    targets = [t for t in fit.get("targets") or [] if t.get("N_opt")]
-    c_hi = max([c_hi] + [t["C"] for t in targets])
+    targets = _targets(fit)
+    c_hi = max([c_hi] + [t.C for t in targets])
     grid = np.geomspace(c_lo / 2, c_hi * 2, 200)
     c_mid = _mid_c(res.runs)
     notes, anchor = [], None
-    pointwise = pivoted = False  # which kinds of interval band were drawn (for the legend)
+    pointwise = False  # whether an interval band was drawn (for the legend)
     # y-limits follow the fitted lines, points and targets: a wide interval band is clipped
     # rather than stretching the axis over dozens of decades
     seen: dict = {ax_n: [], ax_d: []}
     for key in APPROACHES:
         block, note = _approach(fit, key)
+        note = note or (_no_power_law(key, block) if block is not None else None)
         notes.append(note)
-        if block is None:
+        if note is not None:
             continue
+        alloc = block.allocation
         color = APPROACH_COLORS[key]
         i = key[-1]
-        label = rf"approach {i}: $a$ = {block['a']:.2f}, $b$ = {block['b']:.2f}"
-        for ax, exp, coef in ((ax_n, "a", "N_coef"), (ax_d, "b", "D_coef")):
-            line = block[coef] * grid ** block[exp]
+        label = rf"approach {i}: $a$ = {alloc.a.value:.2f}, $b$ = {alloc.b.value:.2f}"
+        for ax, line, name in (
+            (ax_n, alloc.n_opt(grid), "N_opt_ci"),
+            (ax_d, alloc.d_opt(grid), "D_opt_ci"),
+        ):
             ax.plot(grid, line, color=color, lw=1.2, label=label, gid=f"fit:{key}")
             seen[ax] += [float(line[0]), float(line[-1])]
-            band = (block.get("band") or {}).get(f"{'N' if exp == 'a' else 'D'}_opt_ci")
-            if band and _finite(*band[0], *band[1]):
-                # pointwise bootstrap interval of the whole power law (fit.json "band")
-                bx, (lo, hi) = np.asarray(block["band"]["C"]), np.asarray(band)
-                pointwise = True
-            elif (ci := block.get(f"{exp}_ci")) and all(np.isfinite(ci)):
-                # older fit.json: only the exponent's interval, pivoting about mid-C
-                mid = block[coef] * c_mid ** block[exp]
-                ends = np.stack([mid * (grid / c_mid) ** e for e in ci])
-                bx, lo, hi = grid, ends.min(0), ends.max(0)
-                pivoted = True
-            else:
+            if block.band is None:
                 continue
-            ax.fill_between(bx, lo, hi, color=color, alpha=0.15, lw=0, gid=f"band:{key}")
+            # pointwise bootstrap interval of the whole power law (fit.json "band")
+            bx, (lo, hi) = np.asarray(block.band.C), np.asarray(getattr(block.band, name))
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if not ok.any():
+                continue
+            where = None if ok.all() else ok
+            ax.fill_between(
+                bx, lo, hi, where=where, color=color, alpha=0.15, lw=0, gid=f"band:{key}"
+            )
+            pointwise = True
         if key == "approach3" or anchor is None:
-            anchor = block
-        if key == "approach1" and block.get("points"):
-            p = pd.DataFrame(block["points"])
-            for ax, col in ((ax_n, "N_opt"), (ax_d, "D_opt")):
+            anchor = alloc
+        if key == "approach1" and block.points:
+            p = pd.DataFrame([(pt.C, pt.N_opt, pt.D_opt) for pt in block.points])
+            for ax, col in ((ax_n, 1), (ax_d, 2)):
                 ax.scatter(
-                    p["C"],
+                    p[0],
                     p[col],
                     s=4,
                     color=color,
@@ -509,18 +569,17 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
                     zorder=4,
                     gid="points:approach1",
                 )
-        if key == "approach2" and block.get("budgets"):
-            for b in block["budgets"]:
-                if not _finite(b.get("N_opt"), b.get("D_opt")):
+        if key == "approach2":
+            for b in block.budgets:
+                if not _finite(b.N_opt, b.D_opt):
                     continue
-                kw = {"mfc": "white"} if b.get("edge") else {}
-                ax_n.plot(b["C"], b["N_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
-                ax_d.plot(b["C"], b["D_opt"], "s", color=color, ms=3.5, zorder=4, **kw)
+                kw = {"mfc": "white"} if b.edge else {}
+                ax_n.plot(b.C, b.N_opt, "s", color=color, ms=3.5, zorder=4, **kw)
+                ax_d.plot(b.C, b.D_opt, "s", color=color, ms=3.5, zorder=4, **kw)
     if anchor is not None:
         for name, a, b, ls in REFERENCES:
             label = rf"{name}: $a$ = {a:.2f}, $b$ = {b:.2f}"
-            for ax, exp, coef, e in ((ax_n, "a", "N_coef", a), (ax_d, "b", "D_coef", b)):
-                mid = anchor[coef] * c_mid ** anchor[exp]
+            for ax, mid, e in ((ax_n, anchor.n_opt(c_mid), a), (ax_d, anchor.d_opt(c_mid), b)):
                 ax.plot(
                     grid,
                     mid * (grid / c_mid) ** e,
@@ -531,13 +590,13 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
                     gid=f"reference:{name}",
                 )
     for t in targets:
-        for ax, k in ((ax_n, "N_opt"), (ax_d, "D_opt")):
-            seen[ax].append(float(t[k]))
-            ci = t.get(f"{k}_ci")
-            yerr = None if not ci else [[t[k] - ci[0]], [ci[1] - t[k]]]
+        for ax, est in ((ax_n, t.N_opt), (ax_d, t.D_opt)):
+            seen[ax].append(est.value)
+            ci = est.ci
+            yerr = None if not ci else [[est.value - ci[0]], [ci[1] - est.value]]
             ax.errorbar(
-                t["C"],
-                t[k],
+                t.C,
+                est.value,
                 yerr=yerr,
                 fmt="D",
                 color="k",
@@ -566,7 +625,7 @@ def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:
             uniq.keys(),
             loc="outside lower center",
             ncols=3 if fig.get_figwidth() >= st.WIDTHS["double"] else 1,
-            title=_band_title(pointwise, pivoted, fit)
+            title=_band_title(pointwise, fit)
             + (" " if fig.get_figwidth() >= st.WIDTHS["double"] else "\n")
             + f"references anchored at the fit at mid-$C$ = {_sci(c_mid)}",
         )
@@ -618,24 +677,36 @@ def _run_markers(ax: Axes, runs: pd.DataFrame, x, y, colors: dict | None = None)
         )
 
 
+def _contour_levels(L: np.ndarray, floor: float) -> np.ndarray | None:
+    """16 contour levels evenly spaced in log(L - floor), None if L cannot be contoured."""
+    if not np.isfinite(L).all() or not np.isfinite(floor) or not L.min() > floor:
+        return None
+    return floor + np.geomspace(L.min() - floor, L.max() - floor, 16)
+
+
 def plot_surface(res: Results, width: str | None = None) -> Figure:
     """The approach-3 L(N, D): contours over (N, D) with the efficient frontier, iso-FLOP lines
     and the runs (left), and the same surface over (C, N), Hoffmann et al.'s Figure 4 (left)."""
     fig, (ax, ax_c) = _figure(2, width, aspect=0.8)
     runs = res.runs
     a3, note = _approach(res.fit, "approach3")
-    k = res.fit.get("k") or flops_factor(runs)
+    notes = [note]
+    k = res.fit.k if _finite(res.fit.k) and res.fit.k > 0 else flops_factor(runs)
     n_lo, n_hi = runs["N"].min() / 3, runs["N"].max() * 3
     d_lo, d_hi = runs["D"].min() / 3, runs["D"].max() * 3
     # The (C, N) panel reaches out to the target computes, as Hoffmann et al.'s reaches Gopher's.
-    targets = [t for t in res.fit.get("targets") or [] if t.get("N_opt")]
-    c_lo, c_hi = runs["C"].min() / 3, max([runs["C"].max()] + [t["C"] for t in targets]) * 3
-    nc_hi = max([n_hi] + [1.5 * max([t["N_opt"], *(t.get("N_opt_ci") or [])]) for t in targets])
+    targets = _targets(res.fit)
+    c_lo, c_hi = runs["C"].min() / 3, max([runs["C"].max()] + [t.C for t in targets]) * 3
+    nc_hi = max([n_hi] + [1.5 * max([t.N_opt.value, *(t.N_opt.ci or [])]) for t in targets])
     N, D = np.meshgrid(np.geomspace(n_lo, n_hi, 160), np.geomspace(d_lo, d_hi, 160))
-    if a3 is not None:
-        L = _predict(a3, N, D)
-        floor = a3.get("E", 0.99 * L.min())  # contours evenly spaced in log(L - E)
-        levels = floor + np.geomspace(L.min() - floor, L.max() - floor, 16)
+    L = _predict(a3, N, D) if a3 is not None else None
+    levels = None
+    if L is not None:
+        # contours evenly spaced in log(L - E)
+        levels = _contour_levels(L, a3.fit.values().get("E", 0.99 * L.min()))
+        if levels is None:
+            notes.append("approach 3 surface not drawn: its predicted loss is not finite here")
+    if levels is not None:
         cs = ax.contourf(N, D, L, levels=levels, cmap="Greys", alpha=0.6, gid="contours")
         ax.contour(N, D, L, levels=levels, colors="0.4", linewidths=0.3)
         # (C, N) plane: D = C / (k N), so the same surface seen along compute.
@@ -648,17 +719,21 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
         cbar = fig.colorbar(cs, ax=[ax, ax_c], label=f"predicted {LOSS_LABEL}", format="%g")
         cbar.set_ticks(MaxNLocator(nbins=6).tick_values(levels[0], levels[-1]))
         cbar.ax.set_ylim(levels[0], levels[-1])
-        c = np.geomspace(min(k * n_lo * d_lo, c_lo), max(k * n_hi * d_hi, c_hi), 200)
-        frontier = {
-            "color": APPROACH_COLORS["approach3"],
-            "lw": 1.5,
-            "label": r"efficient frontier $(N_\mathrm{opt}, D_\mathrm{opt})$",
-            "gid": "frontier",
-        }
-        ax.plot(a3["N_coef"] * c ** a3["a"], a3["D_coef"] * c ** a3["b"], **frontier)
-        ax_c.plot(c, a3["N_coef"] * c ** a3["a"], **{**frontier, "label": None})
-    a2 = res.fit.get("approach2") or {}
-    budgets = sorted({b["C"] for b in a2.get("budgets", []) if b.get("C")})
+        frontier_note = _no_power_law("approach3", a3)
+        notes.append(frontier_note)
+        if frontier_note is None:
+            alloc = a3.allocation
+            c = np.geomspace(min(k * n_lo * d_lo, c_lo), max(k * n_hi * d_hi, c_hi), 200)
+            frontier = {
+                "color": APPROACH_COLORS["approach3"],
+                "lw": 1.5,
+                "label": r"efficient frontier $(N_\mathrm{opt}, D_\mathrm{opt})$",
+                "gid": "frontier",
+            }
+            ax.plot(alloc.n_opt(c), alloc.d_opt(c), **frontier)
+            ax_c.plot(c, alloc.n_opt(c), **{**frontier, "label": None})
+    a2 = res.fit.approach2
+    budgets = sorted({b.C for b in (a2.budgets if a2 else []) if _finite(b.C) and b.C > 0})
     if not budgets:
         lo, hi = np.log10(runs["C"].min()), np.log10(runs["C"].max())
         budgets = [10.0**e for e in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)]
@@ -677,11 +752,11 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     _run_markers(ax, runs, runs["N"], runs["D"])
     _run_markers(ax_c, runs, runs["C"], runs["N"])
     for i, t in enumerate(targets):
-        ci = t.get("N_opt_ci")
+        ci = t.N_opt.ci
         ax_c.errorbar(
-            t["C"],
-            t["N_opt"],
-            yerr=None if not ci else [[t["N_opt"] - ci[0]], [ci[1] - t["N_opt"]]],
+            t.C,
+            t.N_opt.value,
+            yerr=None if not ci else [[t.N_opt.value - ci[0]], [ci[1] - t.N_opt.value]],
             fmt="D",
             color="k",
             ms=3,
@@ -708,7 +783,7 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
         labels.append(lab)
     ncols = 3 if fig.get_figwidth() >= st.WIDTHS["double"] else 2
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), ncols))
-    _note(ax, [note])
+    _note(ax, notes)
     return fig
 
 
@@ -722,16 +797,18 @@ def plot_parity(res: Results, width: str | None = None) -> Figure:
     ax_r.set_xlabel(C_LABEL)
     ax_r.set_ylabel("relative residual (pred./obs. $-$ 1)")
     ax_r.set_xscale("log")
-    if a3 is None:
+    pred = None if a3 is None else pd.Series(_predict(a3, runs["N"], runs["D"]), index=runs.index)
+    # Axis limits follow the fitted and held-out runs; excluded outliers may fall outside.
+    kept = ~runs["excluded"] if (~runs["excluded"]).any() else runs["loss"].notna()
+    if pred is not None and not np.isfinite(pred[kept]).any():
+        pred, note = None, "approach 3 skipped: its predicted loss is not finite at the runs"
+    if pred is None:
         _note(ax_p, [note])
         return fig
     colors = _size_key(fig, [ax_p, ax_r], runs)
-    pred = pd.Series(_predict(a3, runs["N"], runs["D"]), index=runs.index)
     resid = pred / runs["loss"] - 1
     _run_markers(ax_p, runs, runs["loss"], pred, colors)
     _run_markers(ax_r, runs, runs["C"], resid, colors)
-    # Axis limits follow the fitted and held-out runs; excluded outliers may fall outside.
-    kept = ~runs["excluded"] if (~runs["excluded"]).any() else runs["loss"].notna()
     lo = min(runs["loss"][kept].min(), pred[kept].min())
     hi = max(runs["loss"][kept].max(), pred[kept].max())
     pad = 0.03 * (hi - lo)
@@ -791,7 +868,8 @@ def plot_all(
     width: str | None = None,
     only: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Regenerate every figure of a results dir into out_dir (default <results-dir>/figures)."""
+    """Regenerate every figure of a results dir into out_dir (default <results-dir>/figures);
+    what a figure skips is noted on it and printed to stderr, one line each."""
     names = list(only or FIGURES)
     unknown = set(names) - set(FIGURES)
     if unknown:
@@ -799,10 +877,15 @@ def plot_all(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "figures"
     res = load_results(results_dir)
+    for note in res.notes:
+        print(f"scaling-plot: note: {note}", file=sys.stderr)
     paths: list[Path] = []
     with st.paper_style(style, usetex=usetex):
         for name in names:
-            paths += st.save(render(name, res, width), out_dir / name, fmt)
+            fig = render(name, res, width)
+            for note in figure_notes(fig):
+                print(f"scaling-plot: note: {name}: {note}", file=sys.stderr)
+            paths += st.save(fig, out_dir / name, fmt)
     return paths
 
 
@@ -829,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = plot_all(
             args.results_dir, args.out, args.style, args.fmt, args.usetex, args.width, args.only
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # FitReportError is a ValueError
         parser.exit(2, f"scaling-plot: error: {e}\n")
     for p in paths:
         print(p)

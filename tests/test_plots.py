@@ -1,21 +1,27 @@
-"""Figures from a synthetic results dir (tests/fixtures_results.py): content, determinism, errors."""
+"""Figures from a results dir made by the real fitter (tests/fixtures_results.py): content,
+determinism, what is drawn comes from fit.json, nothing that scaling-fit accepted crashes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
+import shutil
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np
+import pandas as pd
 import pytest
-from fixtures_results import BUDGETS, LAW, SIZES, chinchilla, write_results
+from fixtures_results import BUDGETS, HELDOUT, SIZES, write_results, write_source
 from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis import style as st
+from analysis.cli import run_fit
+from analysis.fitconfig import FitConfig
+from analysis.results import FitReport
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +129,8 @@ def test_isoflop_one_parabola_per_budget(res):
     fig = draw(plots.plot_isoflop, res)
     ax = fig.axes[0]
     assert len(gids(ax, "parabola")) == len(BUDGETS)
-    edge = [b for b in res.fit["approach2"]["budgets"] if b["edge"]]
-    assert len(gids(ax, "edge_minimum")) == len(edge) >= 1
+    edge = [b for b in res.fit.approach2.budgets if b.edge]
+    assert len(gids(ax, "edge_minimum")) == len(edge)
     assert len(gids(ax, "minimum")) == len(BUDGETS) - len(edge)
     assert sum(len(c.get_offsets()) for c in gids(ax, "heldout")) == 1
 
@@ -139,12 +145,12 @@ def test_compute_optimal_has_approaches_bands_and_references(res):
     legend = fig.legends[0]
     title = legend.get_title().get_text()
     assert "anchored" in title
-    # approach 3 has a pointwise bootstrap band in fit.json; 1 and 2 only exponent intervals
-    assert "90% bootstrap intervals" in title and "exponent intervals at mid-$C$" in title
-    band = res.fit["approach3"]["band"]
+    # every approach has a pointwise bootstrap band in fit.json, drawn as stored
+    assert "90% bootstrap intervals" in title
+    band = res.fit.approach3.band
     (poly,) = gids(fig.axes[0], "band:approach3")
     verts = poly.get_paths()[0].vertices
-    for c, lo, hi in list(zip(band["C"], *band["N_opt_ci"]))[::7]:
+    for c, lo, hi in list(zip(band.C, *band.N_opt_ci))[::7]:
         ys = verts[np.isclose(verts[:, 0], c, rtol=1e-9), 1]
         assert np.allclose(sorted(ys)[:1] + sorted(ys)[-1:], [lo, hi], rtol=1e-9), c
     labels = [t.get_text() for t in legend.get_texts()]
@@ -161,9 +167,9 @@ def test_surface_has_contours_frontier_isoflops_and_runs(res):
         assert len(gids(panel, "runs:heldout")[0].get_offsets()) == 1
         assert any(type(a).__name__ == "QuadContourSet" for a in panel.get_children())
     # Both frontiers are the fixture's compute-optimal N_opt(C) = G (C/6)^a.
-    a3 = res.fit["approach3"]
+    alloc = res.fit.approach3.allocation
     (n_d, d_n), (c, n_c) = (gids(p, "frontier")[0].get_xydata().T for p in (ax, ax_c))
-    np.testing.assert_allclose(n_c, a3["N_coef"] * c ** a3["a"])
+    np.testing.assert_allclose(n_c, alloc.N_coef.value * c**alloc.a.value)
     np.testing.assert_allclose(6 * n_d * d_n, np.geomspace(c[0], c[-1], len(c)), rtol=1e-6)
     # Runs sit at their (N, D) on the left and (C, N) on the right.
     fitted = gids(ax_c, "runs:fitted")[0].get_offsets()
@@ -181,10 +187,10 @@ def test_parity_marks_heldout_and_shows_residuals(res):
         n_fitted = len(gids(ax, "runs:fitted")[0].get_offsets())
         assert n_fitted == len(res.runs) - 2  # one held out, one diverged
     assert "held-out" in ax_r.get_title()
-    # Predictions are the fixture's true law at each run's (N, D).
+    # Predictions are the fitted law's own, at each run's (N, D).
     fitted = res.runs[~res.runs["heldout"] & ~res.runs["excluded"]]
     predicted = gids(ax_p, "runs:fitted")[0].get_offsets()[:, 1]
-    np.testing.assert_allclose(predicted, chinchilla(fitted["N"], fitted["D"], **LAW))
+    np.testing.assert_allclose(predicted, res.fit.approach3.fit.predict(fitted))
 
 
 def test_approach_with_error_is_skipped_with_a_note(tmp_path):
@@ -235,8 +241,114 @@ def test_unknown_figure_and_width_are_rejected(results_dir):
         st.width_inches("triple")
 
 
-def test_fixture_fit_json_follows_the_contract(results_dir):
-    fit = json.loads((results_dir / "fit.json").read_text())
-    for key in plots.APPROACHES:
-        assert {"a", "b", "N_coef", "D_coef"} <= set(fit[key])
-    assert fit["heldout_runs"] and fit["excluded"]
+def test_drawn_envelope_is_approach1s_never_heldout_or_excluded(tmp_path):
+    """A held-out and an excluded run whose curves are the lowest at large C stay off the drawn
+    envelope: it is the one approach 1 fitted, read from fit.json."""
+    source, config = write_source(tmp_path / "src")
+    failed = "320M-C1e19"
+    runs = pd.read_csv(source)
+    runs.loc[runs["run"] == failed, "status"] = "failed"
+    runs.to_csv(source, index=False)
+    for run in (HELDOUT, failed):
+        path = tmp_path / "src" / "curves" / f"{run}.csv"
+        curve = pd.read_csv(path)
+        curve.assign(loss=curve["loss"] * 0.8).to_csv(path, index=False)
+    config = dataclasses.replace(config, bootstrap=0, approaches=[1], grid=50)
+    out = tmp_path / "out"
+    run_fit(source, out, config, quiet=True)
+    res = plots.load_results(out)
+    assert failed in {e.run for e in res.fit.excluded} and HELDOUT in res.fit.heldout_runs
+    env = res.fit.approach1.envelope
+    assert not {HELDOUT, failed} & set(env.run)
+    (line,) = gids(draw(plots.plot_learning_curves, res).axes[1], "envelope")
+    c, loss = line.get_xydata().T
+    np.testing.assert_array_equal(c, env.C)
+    np.testing.assert_array_equal(loss, env.loss)
+    for run in (HELDOUT, failed):  # either curve would have pulled the envelope down
+        g = res.curves[res.curves["run"] == run]
+        inside = (c >= g["C"].min()) & (c <= g["C"].max())
+        below = np.interp(np.log(c[inside]), np.log(g["C"]), g["loss"]) < loss[inside] - 1e-6
+        assert below.any(), run
+
+
+def test_curves_and_runs_without_a_size_are_skipped_with_a_note(results_dir, tmp_path, capsys):
+    """Issue 17 item 10a: a run whose summary.json was unreadable has curve rows (and a runs.csv
+    row) with N = NaN; the figures skip it, say so on the figure and the terminal."""
+    out = tmp_path / "res"
+    shutil.copytree(results_dir, out, ignore=shutil.ignore_patterns("figures"))
+    curves = pd.read_csv(out / "curves.csv")
+    ghost = curves[curves["run"] == curves["run"].iloc[0]].assign(run="ghost", N=np.nan)
+    pd.concat([curves, ghost]).to_csv(out / "curves.csv", index=False)
+    runs = pd.read_csv(out / "runs.csv")
+    pd.concat([runs, runs.iloc[:1].assign(run="ghost", N=np.nan)]).to_csv(
+        out / "runs.csv", index=False
+    )
+    assert plots.main([str(out), "--format", "png", "--only", "learning_curves", "isoflop"]) == 0
+    err = capsys.readouterr().err
+    assert "learning_curves: 1 curves without a model size N not drawn (ghost)" in err
+    assert "1 runs without finite N, D, C not drawn (ghost)" in err
+    assert "Traceback" not in err
+    assert (out / "figures" / "learning_curves.png").is_file()
+    fig = draw(plots.plot_learning_curves, plots.load_results(out))
+    assert any("without a model size" in n for n in notes(fig))
+    assert not gids(fig.axes[0], "curve:ghost")
+
+
+def implausible_source(folder):
+    """IsoFLOP runs whose loss grows with N at fixed D: approach 3 fits alpha < 0."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in (1e15, 4e15, 1.6e16):
+        for n in np.geomspace(1e4, 5e4, 5):
+            d = c / (6 * n)
+            loss = (2.0 + 0.02 * n**0.15 + 300 / d**0.3) * np.exp(0.002 * rng.standard_normal())
+            rows.append({"run": f"{n:.0f}-{c:.0e}", "N": n, "D": d, "C": c, "loss": loss})
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
+    return folder / "runs.csv"
+
+
+def test_implausible_approach3_fit_is_skipped_with_a_note(tmp_path, capsys):
+    """Issue 17 item 10b: alpha <= 0 gives N_coef null in fit.json; the compute-optimal and
+    surface figures draw everything else and say why approach 3's lines are missing."""
+    out = tmp_path / "out"
+    run_fit(implausible_source(tmp_path / "src"), out, FitConfig(bootstrap=0, grid=300), quiet=True)
+    a3 = FitReport.load(out).approach3
+    assert a3.fit.params["alpha"].value <= 0 and not a3.allocation.N_coef.finite
+    capsys.readouterr()
+    assert plots.main([str(out), "--format", "png", "--only", "compute_optimal", "surface"]) == 0
+    err = capsys.readouterr().err
+    for name in ("compute_optimal", "surface"):
+        assert f"{name}: approach 3: N_opt(C) not drawn: implausible approach-3 exponents" in err
+    assert "Traceback" not in err
+    res = plots.load_results(out)
+    fig = draw(plots.plot_compute_optimal, res)
+    assert gids(fig.axes[0], "fit:approach1") and not gids(fig.axes[0], "fit:approach3")
+    assert any("alpha" in n for n in notes(fig))
+    fig = draw(plots.plot_surface, res)
+    assert not gids(fig.axes[0], "frontier") and gids(fig.axes[0], "runs:fitted")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "fit.json").write_text('{"format": 2, "source": '), "not JSON"),
+        (lambda d: (d / "fit.json").write_text('{"approach1": {}}'), "format None"),
+        (lambda d: (d / "runs.csv").write_text(""), "runs.csv is not a readable CSV"),
+        (lambda d: (d / "runs.csv").write_text("run,N\nx,1\n"), "lacks columns"),
+        (lambda d: (d / "runs.csv").write_text("run,N,D,C,loss\nx,a,b,c,d\n"), "no run with"),
+        (lambda d: (d / "curves.csv").write_bytes(b"\x00\xff\xfe" * 50), "curves.csv"),
+    ],
+)
+def test_cli_one_line_error_on_a_corrupt_results_dir(
+    results_dir, tmp_path, capsys, damage, message
+):
+    out = tmp_path / "res"
+    shutil.copytree(results_dir, out, ignore=shutil.ignore_patterns("figures"))
+    damage(out)
+    with pytest.raises(SystemExit) as exc:
+        plots.main([str(out), "--format", "png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scaling-plot: error: ") and err.count("\n") == 1 and message in err
+    assert not (out / "figures").exists()
