@@ -5,21 +5,34 @@ docs/formats.md), a W&B project (``wandb:entity/project``, through ``wandb.Api()
 run folders (``offline-run-*`` with a ``.wandb`` file, read locally) or a plain CSV of other
 people's results with a column mapping. Collecting is apart from fitting: nothing is dropped
 here; ``exclusion_reason`` says which runs a fit must leave out and why.
+
+Run records (summary.json, and the same record in a W&B run's summary) are read only through
+`scaling.contract.RunSummary`; a record that does not parse lists its run as corrupt with the
+path (or W&B run) and the parse error, and its curves are left out with it.
 """
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.wandb_offline import read_offline_run
+from analysis.wandb_offline import OfflineRunError, read_offline_run
+from scaling.contract import (
+    CONVENTIONS,
+    WANDB_KEYS,
+    RunSummary,
+    Status,
+    SummaryError,
+    read_summary,
+)
 
-CONVENTIONS = ("kaplan", "6n", "chinchilla")
 RUN_COLUMNS = [
     "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr",
@@ -31,6 +44,16 @@ CURVE_COLUMNS = [
 ]  # fmt: skip
 CSV_TARGETS = ("run", "sweep", "size", "status", "N", "D", "S", "C", "loss", "seed", "lr")
 CURVE_TARGETS = ("run", "step", "tokens", "C", "loss", "train_loss", "lr")
+# metrics.csv column -> curve column (the metric names of scaling.contract.METRIC_COLUMNS)
+METRIC_TO_CURVE = {
+    "step": "step",
+    "tokens": "tokens",
+    **{f"flops_{c}": f"C_{c}" for c in CONVENTIONS},
+    "val_loss": "loss",
+    "train_loss": "train_loss",
+    "lr": "lr",
+}
+WANDB_STATES = {"finished": Status.COMPLETED, "crashed": Status.FAILED, "failed": Status.FAILED}
 
 
 class CollectError(ValueError):
@@ -42,9 +65,15 @@ class Collected:
     """The tidy runs and curves tables of one source, with the FLOP convention of column C."""
 
     runs: pd.DataFrame
+    """One row per run (RUN_COLUMNS); ``exclusion_reason`` is empty for usable runs."""
     curves: pd.DataFrame
+    """Evaluation rows of the runs' learning curves (CURVE_COLUMNS), only runs with a known N."""
     source: str
+    """The source as given (a path or wandb:entity/project)."""
     convention: str
+    """The FLOP convention of column C (or how a CSV gave it)."""
+    warnings: list[str] = field(default_factory=list)
+    """What a reader must know about the input: duplicate runs, skipped metrics rows."""
 
     @property
     def usable(self) -> pd.DataFrame:
@@ -61,31 +90,17 @@ class Collected:
         ]
 
 
-def _num(value) -> float:
+def _num(value: Any) -> float:
     try:
-        out = float(value)
-    except (TypeError, ValueError):
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
         return float("nan")
-    return out
-
-
-def _first(mapping: Mapping, *keys, default=None):
-    for key in keys:
-        node = mapping
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                node = None
-                break
-            node = node[part]
-        if node is not None:
-            return node
-    return default
 
 
 def _reason(row: dict) -> str:
     if isinstance(row.get("corrupt"), str):
         return row["corrupt"]
-    if row["status"] != "completed":
+    if row["status"] != Status.COMPLETED.value:
         return f"status {row['status']}"
     for col in ("N", "D", "C", "loss"):
         v = _num(row.get(col))
@@ -96,8 +111,29 @@ def _reason(row: dict) -> str:
     return ""
 
 
+def _duplicates(runs: pd.DataFrame) -> list[str]:
+    """Warnings for runs named twice and for usable runs at the same (N, D)."""
+    out = []
+    names = runs.loc[runs["run"].duplicated(keep=False), "run"].astype(str)
+    if len(names):
+        out.append(f"duplicate runs: {sorted(set(names))[:8]} appear more than once")
+    usable = runs[runs["exclusion_reason"] == ""]
+    twice = usable[usable.duplicated(["N", "D"], keep=False)]
+    if len(twice):
+        pairs = sorted({(f"{n:.4g}", f"{d:.4g}") for n, d in zip(twice["N"], twice["D"])})
+        out.append(
+            f"{len(twice)} usable runs share an (N, D) with another run: "
+            f"{pairs[:5]}{' ...' if len(pairs) > 5 else ''} (each counts in the fit)"
+        )
+    return out
+
+
 def _finish(
-    rows: list[dict], curves: list[pd.DataFrame], source: str, convention: str
+    rows: list[dict],
+    curves: list[pd.DataFrame],
+    source: str,
+    convention: str,
+    warnings: list[str] | None = None,
 ) -> Collected:
     """Build the two tables with their fixed columns; C is the chosen convention's column."""
     if convention not in CONVENTIONS:
@@ -111,77 +147,150 @@ def _finish(
     if runs["C"].isna().all():
         runs["C"] = runs[f"C_{convention}"]
     runs["tokens_per_param"] = runs["D"] / runs["N"]
-    runs["heldout"] = runs["heldout"].fillna(False).astype(bool)
+    runs["heldout"] = runs["heldout"].map(lambda v: v is True or v == 1).astype(bool)
     runs["exclusion_reason"] = [_reason(r) for r in runs.to_dict("records")]
     runs = runs[RUN_COLUMNS]
+    curves = [c for c in curves if not c.empty]
     curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     for col in CURVE_COLUMNS:
         if col not in curve:
             curve[col] = np.nan
     if not curve.empty and curve["C"].isna().all():
         curve["C"] = curve[f"C_{convention}"]
-    return Collected(runs=runs, curves=curve[CURVE_COLUMNS], source=source, convention=convention)
+    return Collected(
+        runs=runs,
+        curves=curve[CURVE_COLUMNS],
+        source=source,
+        convention=convention,
+        warnings=[*(warnings or []), *_duplicates(runs)],
+    )
 
 
-def _summary_row(s: Mapping, convention: str, default_run: str, default_sweep: str | None) -> dict:
-    """One runs-table row from a summary dict with the keys of summary.json (docs/formats.md)."""
-    flops = _first(s, "C", default={}) or {}
-    flops = flops if isinstance(flops, Mapping) else {}
+def _summary_row(s: RunSummary) -> dict:
+    """One runs-table row from a run record (summary.json or a W&B run's summary)."""
     row = {
-        "run": _first(s, "run", default=default_run),
-        "sweep": _first(s, "sweep", "experiment", default=default_sweep),
-        "size": _first(s, "size", "tags.size"),
-        "status": _first(s, "status", default="running"),
-        "N": _num(_first(s, "N", "params.non_embedding")),
-        "N_total": _num(_first(s, "N_total", "params.total")),
-        "N_with_head": _num(_first(s, "N_with_head", "params.with_head")),
-        "D": _num(_first(s, "D", "tokens")),
-        "S": _num(_first(s, "steps", "S")),  # optimiser steps, for Kaplan's L(N, S)
-        "loss": _num(_first(s, "final_val_loss", "val/loss", "val_loss", "val.loss")),
-        "train_loss": _num(_first(s, "final_train_loss", "train/loss", "train_loss")),
-        "seed": _first(s, "seed"),
-        "lr": _num(_first(s, "lr")),
-        "heldout": bool(_first(s, "heldout", default=False)),
-        "entropy_rate": _num(_first(s, "entropy_rate")),
-        "budget": _first(s, "budget.label", "tags.budget"),
+        "run": s.run,
+        "sweep": s.sweep,
+        "size": s.size,
+        "status": s.status.value,
+        "N": float(s.N),
+        "N_total": float(s.N_total),
+        "N_with_head": float(s.N_with_head),
+        "D": float(s.D),
+        "S": float(s.steps),  # optimiser steps, for Kaplan's L(N, S)
+        "loss": _num(s.final_val_loss),
+        "train_loss": _num(s.final_train_loss),
+        "seed": s.seed,
+        "lr": float(s.lr),
+        "heldout": bool(s.heldout),
+        "entropy_rate": _num(s.entropy_rate),
+        "budget": s.budget.label,
     }
     for conv in CONVENTIONS:
-        row[f"C_{conv}"] = _num(flops.get(conv, _first(s, f"C_{conv}", f"flops_{conv}")))
+        row[f"C_{conv}"] = _num(s.C.get(conv))
     return row
 
 
-def _curve(df: pd.DataFrame, row: dict, aliases: Mapping[str, tuple[str, ...]]) -> pd.DataFrame:
-    """Eval rows of one run's logged metrics, renamed to the curve columns."""
-    out = pd.DataFrame(index=df.index)
-    for col, names in aliases.items():
-        src = next((n for n in names if n in df.columns), None)
-        out[col] = pd.to_numeric(df[src], errors="coerce") if src else np.nan
-    out = out[out["loss"].notna()]
+def _unread_row(run: str, sweep: str | None, status: Status, why: str | None = None) -> dict:
+    """The row of a run without a readable record: listed, never fitted."""
+    row: dict[str, Any] = {"run": run, "sweep": sweep, "status": status.value, "heldout": False}
+    if why is not None:
+        row["corrupt"] = why
+    return row
+
+
+def _curve(values: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """Evaluation rows (a validation loss) of one run's curve, with the run's name and N."""
+    out = values[values["loss"].notna()].copy()
     for col in ("run", "sweep", "size", "N"):
         out[col] = row[col]
     return out
 
 
-STORE_ALIASES = {
-    "step": ("step",),
-    "tokens": ("tokens",),
-    "C_kaplan": ("flops_kaplan",),
-    "C_6n": ("flops_6n",),
-    "C_chinchilla": ("flops_chinchilla",),
-    "loss": ("val_loss",),
-    "train_loss": ("train_loss",),
-    "lr": ("lr",),
-}
-WANDB_ALIASES = {
-    "step": ("step", "trainer/global_step", "_step"),
-    "tokens": ("tokens", "train/tokens"),
-    "C_kaplan": ("flops_kaplan", "flops/kaplan", "flops.kaplan"),
-    "C_6n": ("flops_6n", "flops/6n", "flops.6n"),
-    "C_chinchilla": ("flops_chinchilla", "flops/chinchilla", "flops.chinchilla"),
-    "loss": ("val/loss", "val_loss", "val.loss"),
-    "train_loss": ("train/loss", "train_loss", "train.loss"),
-    "lr": ("lr", "train/lr"),
-}
+def _text(path: Path, what: str) -> str:
+    """The text of a CSV file; CollectError naming it if it is not UTF-8 text."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CollectError(f"{what} {path} is not UTF-8 text (binary?): {err}") from None
+    except OSError as err:
+        raise CollectError(f"{what} {path} cannot be read: {err.strerror or err}") from None
+    if "\x00" in text:
+        raise CollectError(f"{what} {path} holds binary data (NUL bytes), not CSV text")
+    return text
+
+
+def read_table(path: str | Path, what: str = "CSV", dtype: Any = None) -> pd.DataFrame:
+    """A CSV file as a DataFrame; CollectError naming the file if it is empty, binary or ragged
+    (a row with more or fewer fields than the header)."""
+    path = Path(path)
+    text = _text(path, what)
+    if not text.strip():
+        raise CollectError(f"{what} {path} is empty (0 bytes or only blank lines)")
+    try:
+        rows = csv.reader(io.StringIO(text))
+        width = len(next(rows))
+        for line, fields in enumerate(rows, start=2):
+            if fields and len(fields) != width:
+                raise CollectError(
+                    f"{what} {path}: line {line} has {len(fields)} fields, the header {width}"
+                )
+        return pd.read_csv(io.StringIO(text), dtype=dtype)
+    except (csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CollectError(f"{what} {path} cannot be parsed as CSV: {err}") from None
+
+
+def _whole(cell: Any) -> bool:
+    """Whether a metrics.csv step cell is a whole number (as the trainer's resume reads it)."""
+    try:
+        int(cell)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A run's metrics.csv as curve columns (every row), and the step cells of skipped rows.
+
+    Rows whose step is not a whole number (``1e2``, ``nan``, a torn line) are skipped, as the
+    trainer's resume skips them. CollectError if the file cannot be parsed or lacks a column.
+    """
+    df = read_table(path, "metrics file", dtype=str)
+    missing = [c for c in ("step", "tokens", "val_loss") if c not in df.columns]
+    if missing:
+        raise CollectError(f"metrics file {path} lacks columns {missing}")
+    good = df["step"].map(_whole)
+    bad = df.loc[~good, "step"].astype(str).tolist()
+    df = df[good]
+    out = pd.DataFrame(index=df.index)
+    for metric, col in METRIC_TO_CURVE.items():
+        out[col] = pd.to_numeric(df[metric], errors="coerce") if metric in df else np.nan
+    out["step"] = df["step"].map(int)
+    return out, bad
+
+
+def _store_run(folder: Path) -> tuple[dict, pd.DataFrame | None, list[str]]:
+    """One run folder: its row, its curve (None without a record) and warnings."""
+    try:
+        summary = read_summary(folder / "summary.json")
+    except SummaryError as err:
+        return _unread_row(folder.name, folder.parent.name, Status.CORRUPT, str(err)), None, []
+    if summary is None:  # metrics.csv alone: N unknown, so no curve either
+        return _unread_row(folder.name, folder.parent.name, Status.UNFINISHED), None, []
+    row = _summary_row(summary)
+    metrics = folder / "metrics.csv"
+    if not metrics.exists() or not metrics.stat().st_size:
+        return row, None, []
+    try:
+        values, bad = read_metrics(metrics)
+    except CollectError as err:
+        row.update(status=Status.CORRUPT.value, corrupt=f"corrupt {metrics}: {err}")
+        return row, None, []
+    curve = _curve(values, row)
+    if not np.isfinite(row["loss"]) and not curve.empty:
+        row["loss"] = float(curve["loss"].iloc[-1])
+    skipped = f"{metrics}: skipped {len(bad)} rows whose step is not a whole number {bad[:3]}"
+    return row, curve, [skipped] if bad else []
 
 
 def from_run_store(path: str | Path, convention: str = "chinchilla") -> Collected:
@@ -198,51 +307,42 @@ def from_run_store(path: str | Path, convention: str = "chinchilla") -> Collecte
     folders = sorted(
         f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts)
     )
-    rows, curves = [], []
+    rows, curves, notes = [], [], []
     for folder in folders:
-        summary_file = folder / "summary.json"
-        corrupt = None
-        try:
-            summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            summary, corrupt = {}, f"corrupt {summary_file}: {err}"
-        row = _summary_row(summary, convention, folder.name, folder.parent.name)
-        metrics = folder / "metrics.csv"
-        if metrics.exists() and metrics.stat().st_size:
-            try:
-                curve = _curve(pd.read_csv(metrics), row, STORE_ALIASES)
-            except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-                curve, corrupt = pd.DataFrame(), corrupt or f"corrupt {metrics}: {err}"
-            curves.append(curve)
-            if not np.isfinite(row["loss"]) and not curve.empty:
-                row["loss"] = float(curve["loss"].iloc[-1])
-        if corrupt:
-            row.update(status="corrupt", corrupt=corrupt)
-        elif not summary_file.exists():
-            row["status"] = "unfinished"
+        row, curve, more = _store_run(folder)
         rows.append(row)
+        notes += more
+        if curve is not None:
+            curves.append(curve)
     if not rows:
         raise CollectError(f"no runs in run store {path} (no summary.json or metrics.csv below it)")
-    return _finish(rows, curves, str(path), convention)
+    return _finish(rows, curves, str(path), convention, notes)
 
 
-def _wandb_status(summary: Mapping, state: str | None) -> str:
-    if "status" in summary:
-        return str(summary["status"])
-    return {
-        "finished": "completed",
-        "crashed": "failed",
-        "failed": "failed",
-        None: "unfinished",
-    }.get(state, "unfinished" if state == "running" else str(state))
+def _wandb_curve(history: pd.DataFrame) -> pd.DataFrame:
+    """A W&B run's history as curve columns (the keys of scaling.contract.WANDB_KEYS)."""
+    out = pd.DataFrame(index=history.index)
+    for metric, col in METRIC_TO_CURVE.items():
+        key = WANDB_KEYS[metric]
+        out[col] = pd.to_numeric(history[key], errors="coerce") if key in history else np.nan
+    return out[out["step"].notna()]
 
 
-def _wandb_row(summary, config, history, name, group, state, convention):
-    merged = {**config, **summary}
-    row = _summary_row(merged, convention, name, group)
-    row["status"] = _wandb_status(summary, state)
-    curve = _curve(history, row, WANDB_ALIASES) if len(history) else pd.DataFrame()
-    if not np.isfinite(row["loss"]) and not curve.empty:
+def _wandb_row(
+    summary: Mapping, history: pd.DataFrame, name: str, group: str | None, state: str | None
+) -> tuple[dict, pd.DataFrame | None]:
+    """A W&B run's row (from the run record in its summary) and its curve."""
+    label = f"W&B run {name!r} summary"
+    try:
+        record = RunSummary.from_dict(dict(summary), source=label)
+    except SummaryError as err:
+        status = WANDB_STATES.get(state or "", Status.UNFINISHED)
+        if status is Status.COMPLETED:  # finished, yet no readable record: corrupt
+            return _unread_row(name, group, Status.CORRUPT, str(err)), None
+        return _unread_row(name, group, status), None
+    row = _summary_row(record)
+    curve = _curve(_wandb_curve(history), row) if len(history) else None
+    if not np.isfinite(row["loss"]) and curve is not None and not curve.empty:
         row["loss"] = float(curve["loss"].iloc[-1])
     return row, curve
 
@@ -256,16 +356,16 @@ def _merge_resumed(runs: list[dict]) -> list[dict]:
     for run in sorted(runs, key=lambda r: Path(r["path"]).parent.name):
         by_id.setdefault((run["project"], run["id"] or run["path"]), []).append(run)
     merged = []
+    step = WANDB_KEYS["step"]
     for parts in by_id.values():
         if len(parts) == 1:
             merged.append(parts[0])
             continue
         history = pd.concat([p["history"] for p in parts], ignore_index=True)
-        key = next((k for k in ("trainer/global_step", "step", "tokens") if k in history), None)
-        if key is not None:
-            stepped = history[key].notna()
-            last = ~history[key].duplicated(keep="last") | ~stepped
-            history = history[last].sort_values(key, kind="stable").reset_index(drop=True)
+        if step in history:
+            stepped = history[step].notna()
+            last = ~history[step].duplicated(keep="last") | ~stepped
+            history = history[last].sort_values(step, kind="stable").reset_index(drop=True)
         out = {**parts[-1], "history": history, "summary": {}, "config": {}}
         for p in parts:
             out["summary"].update(p["summary"])
@@ -277,25 +377,26 @@ def _merge_resumed(runs: list[dict]) -> list[dict]:
 def from_offline(
     path: str | Path, convention: str = "chinchilla", group: str | None = None
 ) -> Collected:
-    """Every W&B offline run (``.wandb`` file) under ``path``, optionally of one group."""
+    """Every W&B offline run (``.wandb`` file) under ``path``, optionally of one group.
+
+    A ``.wandb`` file that cannot be read is listed as a corrupt run named by its folder.
+    """
     path = Path(path)
     files = sorted(path.rglob("*.wandb")) if path.is_dir() else [path]
-    rows, curves = [], []
-    for run in _merge_resumed([read_offline_run(f) for f in files]):
+    rows, curves, read = [], [], []
+    for file in files:
+        try:
+            read.append(read_offline_run(file))
+        except OfflineRunError as err:
+            rows.append(_unread_row(file.parent.name, None, Status.CORRUPT, str(err)))
+    for run in _merge_resumed(read):
         if group is not None and run["group"] != group:
             continue
         state = {0: "finished", None: None}.get(run["exit_code"], "failed")
-        row, curve = _wandb_row(
-            run["summary"],
-            run["config"],
-            run["history"],
-            run["name"],
-            run["group"],
-            state,
-            convention,
-        )
+        row, curve = _wandb_row(run["summary"], run["history"], run["name"], run["group"], state)
         rows.append(row)
-        curves.append(curve)
+        if curve is not None:
+            curves.append(curve)
     if not rows:
         raise CollectError(
             f"no W&B offline runs under {path}" + (f" in group {group!r}" if group else "")
@@ -303,46 +404,53 @@ def from_offline(
     return _finish(rows, curves, str(path), convention)
 
 
+def _fetch_wandb(project: str, filters: dict, api: Any) -> list[dict]:
+    """Name, group, state, summary and full history of each run of a W&B project."""
+    import wandb  # only this source needs it; errors below are wandb's and its HTTP client's
+    from requests.exceptions import RequestException
+
+    try:
+        api = wandb.Api() if api is None else api
+        return [
+            {
+                "name": run.name,
+                "group": run.group,
+                "state": run.state,
+                "summary": dict(getattr(run.summary, "_json_dict", run.summary)),
+                "history": pd.DataFrame(list(run.scan_history())),
+            }
+            for run in api.runs(project, filters=filters or None)
+        ]
+    except (wandb.errors.Error, RequestException, ValueError) as err:
+        # ValueError: the Api's "Could not find project/sweep"; only the Api runs in this block
+        raise CollectError(
+            f"cannot read W&B project {project!r}: {type(err).__name__}: {str(err).rstrip('.')}. "
+            "Log in with `wandb login` (or set WANDB_API_KEY) and give the project as "
+            "wandb:ENTITY/PROJECT; for offline runs pass the wandb/ folder instead"
+        ) from err
+
+
 def from_wandb(
     project: str,
     convention: str = "chinchilla",
     group: str | None = None,
     sweep: str | None = None,
-    api=None,
+    api: Any = None,
 ) -> Collected:
     """Runs of a W&B project (``entity/project``) through ``wandb.Api()``, by group or sweep.
 
     Histories are read with ``scan_history`` (every logged row), not ``history`` (a sample),
     so the approach-1 envelope sees every evaluation.
     """
-    filters = {}
-    if group:
-        filters["group"] = group
-    if sweep:
-        filters["sweep"] = sweep
+    filters = {k: v for k, v in (("group", group), ("sweep", sweep)) if v}
     rows, curves = [], []
-    import wandb  # only this source needs it; errors below are wandb's and its HTTP client's
-    from requests.exceptions import RequestException
-
-    try:
-        api = wandb.Api() if api is None else api
-        for run in api.runs(project, filters=filters or None):
-            summary = dict(getattr(run.summary, "_json_dict", run.summary))
-            config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
-            history = pd.DataFrame(list(run.scan_history()))
-            row, curve = _wandb_row(
-                summary, config, history, run.name, run.group, run.state, convention
-            )
-            rows.append(row)
+    for run in _fetch_wandb(project, filters, api):
+        row, curve = _wandb_row(
+            run["summary"], run["history"], run["name"], run["group"], run["state"]
+        )
+        rows.append(row)
+        if curve is not None:
             curves.append(curve)
-    except (wandb.errors.Error, RequestException, ValueError) as err:
-        if isinstance(err, ValueError) and "Could not find" not in str(err):
-            raise  # not the Api's "Could not find project/sweep": a real bug, keep its trace
-        raise CollectError(
-            f"cannot read W&B project {project!r}: {type(err).__name__}: {str(err).rstrip('.')}. "
-            "Log in with `wandb login` (or set WANDB_API_KEY) and give the project as "
-            "wandb:ENTITY/PROJECT; for offline runs pass the wandb/ folder instead"
-        ) from err
     if not rows:
         raise CollectError(f"no runs in W&B project {project!r} with filters {filters or 'none'}")
     return _finish(rows, curves, f"wandb:{project}", convention)
@@ -395,7 +503,7 @@ def csv_curves(
     size_of = dict(zip(run_names, runs.get("size", pd.Series(np.nan, runs.index))))
     out = []
     for file in files:
-        df = pd.read_csv(file)
+        df = read_table(file, "curve CSV")
         for target in ("tokens", "loss", "step"):
             if target not in mapping and target in df.columns:
                 mapping[target] = target
@@ -446,7 +554,7 @@ def from_csv(
 
     ``curves`` optionally adds learning curves from other CSV files (see ``csv_curves``).
     """
-    df = pd.read_csv(path)
+    df = read_table(path)
     mapping = parse_columns(columns)
     for target in CSV_TARGETS:
         if target not in mapping and target in df.columns:

@@ -25,6 +25,11 @@ FILE_MAGIC = b":W&B"
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
+class OfflineRunError(ValueError):
+    """A ``.wandb`` file that cannot be read (not a W&B run file, or a record that does not
+    parse); names the file and the problem."""
+
+
 def find_wandb_file(path: str | Path) -> Path:
     """The ``.wandb`` file of a run: the path itself, or the one file under a run folder."""
     path = Path(path)
@@ -39,9 +44,12 @@ def find_wandb_file(path: str | Path) -> Path:
 
 def iter_records(path: str | Path) -> Iterator[bytes]:
     """Raw protobuf payloads of the records in a ``.wandb`` file, in order."""
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise OfflineRunError(f"cannot read {path}: {err.strerror or err}") from None
     if data[:4] != FILE_MAGIC:
-        raise ValueError(
+        raise OfflineRunError(
             f"{path} is not a W&B run file (starts with {data[:4]!r}, not {FILE_MAGIC!r})"
         )
     pos, pending = 7, b""
@@ -105,6 +113,7 @@ def read_offline_run(path: str | Path) -> dict:
     and config keep their nesting. Also returned: ``id``, ``name``, ``group``, ``project``,
     ``job_type``, ``tags``, ``exit_code`` (None if the run never finished) and ``path``.
     """
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2 as pb
 
     file = find_wandb_file(path)
@@ -122,7 +131,10 @@ def read_offline_run(path: str | Path) -> dict:
 
     for payload in iter_records(file):
         rec = pb.Record()
-        rec.ParseFromString(payload)
+        try:
+            rec.ParseFromString(payload)
+        except DecodeError as err:
+            raise OfflineRunError(f"{file}: a record does not parse ({err})") from None
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             rows.append({".".join(_path(i)): _loads(i.value_json) for i in rec.history.item})

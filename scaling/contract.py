@@ -83,6 +83,20 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "epoch",
 )
 
+# The W&B history key of each metrics.csv column the training run logs to W&B (Lightning's
+# WandbLogger logs the step as "trainer/global_step"); collecting from W&B reads these keys.
+WANDB_KEYS: dict[str, str] = {
+    "step": "trainer/global_step",
+    "tokens": "tokens",
+    **{f"flops_{c}": f"flops/{c}" for c in CONVENTIONS},
+    "train_loss": "train/loss",
+    "val_loss": "val/loss",
+    "lr": "lr",
+    "tokens_per_s": "perf/tokens_per_s",
+    "mfu": "perf/mfu",
+    "epoch": "epoch",
+}
+
 
 class SummaryError(ValueError):
     """A summary.json that cannot be read as a `RunSummary` (corrupt, partial, wrong types)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from scaling.contract import BudgetRecord, RunSummary, Status, write_summary
 
 # Chinchilla form with alpha != beta so that a = beta / (alpha + beta) = 0.4516 is not 1/2.
 TRUE = {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}
@@ -67,6 +68,22 @@ def synthetic(
     return pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
 
 
+def run_summary(r, status: str = "completed") -> RunSummary:
+    """The run record (summary.json) of one synthetic run ``r`` (run, N, D, C, loss)."""
+    n, d, c = int(r.N), int(round(r.D)), float(r.C)
+    conv = {"kaplan": 0.95, "6n": 1.0, "chinchilla": 1.05}
+    return RunSummary(
+        run=r.run, experiment="demo", sweep="demo", status=Status(status), size=f"{r.N:.3g}",
+        N=n, N_total=int(n * 1.1), N_with_head=int(n * 1.05),
+        flops_per_token={k: 6 * n * f for k, f in conv.items()}, D=d, steps=max(1, d // 4096),
+        batch_size=8, seq_len=512, C={k: c * f for k, f in conv.items()},
+        budget=BudgetRecord(kind="flops", value=f"{c:.2g}", label=f"C{c:.2g}", convention="6n"),
+        lr=1e-3, seed=0, corpus="synthetic", corpus_hash="sha256:0", vocab_size=256,
+        config_hash="sha256:0", final_train_loss=r.loss + 0.01,
+        final_val_loss=None if status == "diverged" else r.loss,
+    )  # fmt: skip
+
+
 def write_run_store(root: Path, runs: pd.DataFrame, curves: pd.DataFrame, statuses=None) -> Path:
     """A run store (docs/formats.md section 1) holding ``runs`` with their curves."""
     statuses = statuses or {}
@@ -86,14 +103,5 @@ def write_run_store(root: Path, runs: pd.DataFrame, curves: pd.DataFrame, status
         metrics.to_csv(folder / "metrics.csv", index=False)
         if status == "unfinished":
             continue
-        summary = {
-            "run": r.run, "experiment": "demo", "sweep": "demo", "status": status,
-            "size": f"{r.N:.3g}", "N": r.N, "N_total": r.N * 1.1, "N_with_head": r.N * 1.05,
-            "D": r.D, "C": {"kaplan": r.C * 0.95, "6n": r.C, "chinchilla": r.C * 1.05},
-            "final_train_loss": r.loss + 0.01,
-            "final_val_loss": None if status == "diverged" else r.loss,
-            "lr": 1e-3, "seed": 0, "heldout": False, "entropy_rate": None,
-            "budget": {"kind": "flops", "value": f"{r.C:.2g}", "label": f"C{r.C:.2g}"},
-        }  # fmt: skip
-        (folder / "summary.json").write_text(json.dumps(summary))
+        write_summary(folder / "summary.json", run_summary(r, status))
     return root
