@@ -544,9 +544,7 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     every IsoFLOP profile has its minimum inside; a second demo trains nothing new."""
     runs, out = tmp_path / "runs", tmp_path / "results"
     cmd = [
-        sys.executable,
-        "-m",
-        "scaling.demo",
+        str(Path(sys.executable).parent / "scaling-demo"),
         "--runs",
         str(runs),
         "--out",
@@ -569,12 +567,18 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
         pts.sort()
         i = min(range(len(pts)), key=lambda k: pts[k][1])
         assert 0 < i < len(pts) - 1, (label, pts)  # a visible minimum, not at an edge
-    fit = json.loads((out / "fit.json").read_text())
-    for k in ("approach1", "approach2", "approach3"):
-        assert "a" in fit[k] and "b" in fit[k], fit[k]
-        assert fit[k]["a"] + fit[k]["b"] == pytest.approx(1.0, abs=0.05) or k == "approach1"
-    assert 0 < fit["approach3"]["a"] < 1 and fit["approach3"]["alpha"] > 0
-    assert not any(b["edge"] for b in fit["approach2"]["budgets"])
+    from analysis.results import FitReport
+
+    report = FitReport.load(out)
+    assert sorted(report.approaches()) == [1, 2, 3]
+    for i, res in report.approaches().items():
+        alloc = res.allocation
+        assert alloc is not None, res.error
+        assert alloc.a.value + alloc.b.value == pytest.approx(1.0, abs=0.05) or i == 1
+    a3 = report.approach3
+    assert a3 and a3.allocation and a3.fit and 0 < a3.allocation.a.value < 1
+    assert a3.fit.values()["alpha"] > 0
+    assert report.approach2 and not any(b.edge for b in report.approach2.budgets)
     for name in ("learning_curves", "isoflop", "compute_optimal", "surface", "parity"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (out / "figures" / f"{name}.pdf").exists()
@@ -588,6 +592,27 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Launching" not in again.stdout + again.stderr
     assert stamps == {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
+
+
+def test_demo_fits_and_draws_what_its_sweep_left(tmp_path, monkeypatch, capsys) -> None:
+    """scaling-demo's steps after the sweep (fast: the sweep is the slow test's), with the
+    demo's named fit settings, on a run store the real collector reads."""
+    from fixtures_analysis import synthetic, write_run_store
+
+    from workflows import demo
+
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    write_run_store(runs, *synthetic())
+    monkeypatch.setattr(demo, "run_sweep", lambda root, overrides: 0)
+    args = ["--runs", str(runs), "--out", str(out), "--bootstrap", "20", "--no-wandb"]
+    assert demo.main(args) == 0
+    text = capsys.readouterr().out
+    assert "Fitted law (approach 3, chinchilla)" in text and "approach2: N_opt ~ C^" in text
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["config"]["bootstrap"] == 20 and fit["config"]["targets"] == [1e13, 1e14]
+    assert (out / "figures" / "isoflop.png").exists() and (out / "report.md").exists()
+    monkeypatch.setattr(demo, "run_sweep", lambda root, overrides: 3)
+    assert demo.main(args) == 3  # a failed sweep stops the demo with its exit status
 
 
 def test_progress_line_counts_finished_runs(tmp_path) -> None:
