@@ -23,6 +23,7 @@ from torch import Tensor
 
 from scaling.budget import CONVENTIONS, Budget
 from scaling.config import Config, CooldownShape, ModelConfig, ScheduleConfig, ScheduleKind
+from scaling.contract import WANDB_KEYS
 from scaling.model import GPT
 from scaling.store import RunStore
 
@@ -189,22 +190,10 @@ class RunRecorder(L.Callback):
     def _log_wandb(self, trainer: L.Trainer, row: dict[str, Any]) -> None:
         if trainer.logger is None:
             return
-        m = {
-            "tokens": row["tokens"],
-            "flops": row[f"flops_{self.budget.convention}"],
-            "epoch": row["epoch"],
-        }
-        for c in CONVENTIONS:
-            m[f"flops/{c}"] = row[f"flops_{c}"]
-        for key, wkey in (
-            ("train_loss", "train/loss"),
-            ("val_loss", "val/loss"),
-            ("lr", "lr"),
-            ("tokens_per_s", "perf/tokens_per_s"),
-            ("mfu", "perf/mfu"),
-        ):
-            if row.get(key) is not None:
-                m[wkey] = row[key]
+        # every metrics.csv column under its W&B key (contract.WANDB_KEYS), the step aside
+        m = {wkey: row[key] for key, wkey in WANDB_KEYS.items() if row.get(key) is not None}
+        del m[WANDB_KEYS["step"]]  # Lightning's WandbLogger logs it from `step=`
+        m["flops"] = row[f"flops_{self.budget.convention}"]
         trainer.logger.log_metrics(m, step=row["step"])
 
     @torch.no_grad()
