@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 from fixtures_analysis import synthetic
 
+from analysis import cli
 from analysis.fit import bootstrap, fit
 from analysis.optimal import approach1, approach2, approach3, degenerate
+from analysis.results import FitReport
 
 
 def _run(c: float, x: float, loss: float) -> dict:
@@ -38,6 +40,18 @@ def test_degenerate_resamples_are_counted_not_fatal():
     assert all(np.isfinite(out[f"{k}_ci"]).all() for k in ("a", "b", "N_coef", "D_coef"))
     assert np.isfinite(out["targets"][0]["N_opt_ci"]).all() and "band" in out
     assert "n_degenerate" not in full  # no bootstrap, nothing to count
+
+
+def test_scaling_fit_survives_a_degenerate_resample(tmp_path, capsys):
+    """Issue 17 item 9, end to end: the bootstrap used to raise ZeroDivisionError."""
+    source = tmp_path / "isoflops.csv"
+    fragile_isoflops().to_csv(source, index=False)
+    out = tmp_path / "out"
+    argv = [str(source), "--out", str(out), "--approaches", "2", "--bootstrap", "50"]
+    assert cli.main(argv) == 0
+    a2 = FitReport.load(out).approach2
+    assert a2.error is None and 0 < a2.n_degenerate < 50
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_vertex_out_of_float_range_is_no_minimum():
