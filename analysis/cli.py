@@ -291,7 +291,7 @@ def run_fit(
         targets=sel.targets,
     )
     fit_approaches(report, collected, sel)
-    report.warnings = report_warnings(report)
+    report.warnings = [*collected.warnings, *report_warnings(report)]
     paths = write_outputs(out_dir, report, collected)
     for warning in report.warnings:
         print(f"scaling-fit: warning: {warning}", file=sys.stderr)

@@ -464,3 +464,16 @@ def test_unreadable_wandb_file_is_listed_as_corrupt(offline_root, tmp_path):
     col = collect(tmp_path / "w")
     (row,) = [e for e in col.excluded if e["status"] == "corrupt"]
     assert row["run"] == victim.name and "is not a W&B run file" in row["reason"]
+
+
+def test_scaling_fit_prints_collect_warnings(tmp_path, capsys):
+    from analysis.cli import main as fit_main
+
+    runs, _ = synthetic(budgets=(1e17, 1e18, 1e19), sizes_per_budget=5, curve_points=3)
+    csv = tmp_path / "runs.csv"
+    pd.concat([runs, runs.iloc[[4]]]).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    assert fit_main([str(csv), "--out", str(out), "--bootstrap", "0", "--approaches", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"scaling-fit: warning: duplicate runs: ['{runs['run'][4]}']" in err
+    assert "duplicate runs" in json.loads((out / "fit.json").read_text())["warnings"][0]
