@@ -312,7 +312,7 @@ def _log_to_wandb(out_dir: Path, source: str, config: FitConfig) -> None:
 
 def summary_text(report: FitReport, paths: dict[str, Path]) -> str:
     """A few lines for the terminal: the law, the exponents with intervals, the files."""
-    pct = round(100 * report.bootstrap.ci)
+    pct = f"  ({round(100 * report.bootstrap.ci)}% intervals)" if report.bootstrap.n else ""
     lines = [
         f"{report.n_fitted} runs fitted ({len(report.excluded)} excluded, "
         f"{len(report.heldout_runs)} held out); FLOPs: {report.convention}"
@@ -325,14 +325,13 @@ def summary_text(report: FitReport, paths: dict[str, Path]) -> str:
         )
     if (lf := report.law_fit) is not None:
         params = ", ".join(f"{name} = {fmt_est(est)}" for name, est in lf.params.items())
-        lines.append(f"{lf.law}: {lf.registry_law.formula}; {params}  ({pct}% intervals)")
+        lines.append(f"{lf.law}: {lf.registry_law.formula}; {params}{pct}")
     for i, ap in report.approaches().items():
         if ap.allocation is None:
             lines.append(f"approach {i}: {ap.error}")
         else:
             lines.append(
-                f"approach {i}: a = {fmt_est(ap.allocation.a)}, "
-                f"b = {fmt_est(ap.allocation.b)}  ({pct}% intervals)"
+                f"approach {i}: a = {fmt_est(ap.allocation.a)}, b = {fmt_est(ap.allocation.b)}{pct}"
             )
     ho = report.holdout
     if ho is not None and not ho.error:
