@@ -51,6 +51,11 @@ def check_name(key: str, value: str) -> None:
 SEED_MAX = 2**32 - 1  # numpy and Lightning take uint32 seeds
 # Lightning accelerators a run can use here (tpu, hpu need packages this project does not ship)
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+# Lightning strategies that need no package beyond torch (deepspeed and xla ones do)
+STRATEGIES = (
+    *("auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_find_unused_parameters_true"),
+    *("fsdp", "fsdp_cpu_offload"),
+)
 
 
 class PosEmb(Enum):
@@ -346,7 +351,7 @@ class TrainerConfig:
     accelerator: str = "cpu"  # one of ACCELERATORS
     devices: int = 1
     num_nodes: int = 1
-    strategy: str = "auto"
+    strategy: str = "auto"  # one of STRATEGIES
     precision: Precision = Precision["32-true"]  # GPU: bf16-mixed
     compile: bool = False  # torch.compile the model (a GPU option; no gain on CPU)
     num_threads: Optional[int] = None  # torch intra-op threads; None -> torch's default
@@ -358,6 +363,10 @@ class TrainerConfig:
             self.accelerator in ACCELERATORS,
             f"trainer.accelerator={self.accelerator!r} is not supported; valid: "
             f"{list(ACCELERATORS)}",
+        )
+        _check(
+            self.strategy in STRATEGIES,
+            f"trainer.strategy={self.strategy!r} is not supported; valid: {list(STRATEGIES)}",
         )
         _check(self.devices >= 1, f"trainer.devices={self.devices} must be >= 1")
         _check(self.num_nodes >= 1, f"trainer.num_nodes={self.num_nodes} must be >= 1")
@@ -466,7 +475,7 @@ def validate(cfg: DictConfig) -> Config:
         cause = e.__cause__ or e.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(str(e)) from e
+        raise ConfigError(str(e).splitlines()[0]) from e  # the rest repeats the key and types
     assert isinstance(obj, Config)
     return obj
 

@@ -46,6 +46,7 @@ BAD: list[tuple[tuple[str, ...], str]] = [
     (("optim.lr_rule_exponent=1000",), r"peak learning rate of model 10k .* is inf: "),
     (("optim.lr_rule_exponent=-1000",), r"peak learning rate of model 10k .* is 0\.0: "),
     (("trainer.accelerator=tpu",), r"trainer\.accelerator='tpu' is not supported; valid: "),
+    (("trainer.strategy=deepspeed",), r"trainer\.strategy='deepspeed' is not supported; valid: "),
     (("trainer.devices=0",), r"trainer\.devices=0 must be >= 1"),
     (("trainer.num_threads=0",), r"trainer\.num_threads=0 must be >= 1"),
     (("schedule.warmup_max=-1",), r"schedule\.warmup_max=-1 must be >= 0"),
@@ -54,6 +55,7 @@ BAD: list[tuple[tuple[str, ...], str]] = [
         r"train\.tokens=1e\+30 gives .* optimiser steps; at most 1e\+12",
     ),
     (("train.steps=null", "train.flops=1e40"), r"train\.flops=1e\+40 gives"),
+    (("train.batch_size=${train.nope}",), r"^Interpolation key 'train\.nope' not found$"),
     # runs stay inside runs_dir
     (("run_name=/tmp/escaped",), r"run_name='/tmp/escaped' .* a plain folder name"),
     (("run_name=../escaped",), r"run_name='\.\./escaped'"),
