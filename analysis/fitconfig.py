@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -124,14 +125,6 @@ class FitConfig:
         valid = "'largest-C:FRACTION' with FRACTION in (0, 1), 'largest-N' or an expression"
         _require(head == "largest-C" and _fraction(frac), "holdout", rule, valid)
 
-    @property
-    def holdout_fraction(self) -> float | None:
-        """The FRACTION of a 'largest-C[:FRACTION]' rule (0.2 when omitted), else None."""
-        if self.holdout is None or not self.holdout.startswith("largest-C"):
-            return None
-        _, _, frac = self.holdout.partition(":")
-        return float(frac) if frac else 0.2
-
     @classmethod
     def load(
         cls, name_or_path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
@@ -145,6 +138,9 @@ class FitConfig:
             layers.append(OmegaConf.create(dict(overrides or {})))
             merged = OmegaConf.merge(*layers)
             return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        except yaml.YAMLError as err:
+            where = config_path(name_or_path) if name_or_path is not None else "overrides"
+            raise FitConfigError(f"fit config {where} is not YAML: {err}") from None
         except OmegaConfBaseException as err:
             where = f" in {config_path(name_or_path)}" if name_or_path is not None else ""
             key = getattr(err, "full_key", None) or getattr(err, "key", None)

@@ -295,6 +295,10 @@ def test_yaml_typo_fails_naming_the_key(tmp_path):
         FitConfig.load(bad)
     with pytest.raises(FitConfigError, match="demo"):
         FitConfig.load("no_such_setting")
+    for text, why in (("a: [1\n", "is not YAML"), ("- 1\n- 2\n", "bad.yaml")):
+        bad.write_text(text)
+        with pytest.raises(FitConfigError, match=why):
+            FitConfig.load(bad)
 
 
 def test_config_on_the_command_line_with_field_overrides(tmp_path):
