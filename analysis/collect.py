@@ -259,9 +259,9 @@ def read_metrics(path: Path) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in ("step", "tokens", "val_loss") if c not in df.columns]
     if missing:
         raise CollectError(f"metrics file {path} lacks columns {missing}")
-    good = df["step"].map(_whole)
+    good = df["step"].map(_whole).astype(bool)
     bad = df.loc[~good, "step"].astype(str).tolist()
-    df = df[good]
+    df = df.loc[good]
     out = pd.DataFrame(index=df.index)
     for metric, col in METRIC_TO_CURVE.items():
         out[col] = pd.to_numeric(df[metric], errors="coerce") if metric in df else np.nan
@@ -287,8 +287,6 @@ def _store_run(folder: Path) -> tuple[dict, pd.DataFrame | None, list[str]]:
         row.update(status=Status.CORRUPT.value, corrupt=f"corrupt {metrics}: {err}")
         return row, None, []
     curve = _curve(values, row)
-    if not np.isfinite(row["loss"]) and not curve.empty:
-        row["loss"] = float(curve["loss"].iloc[-1])
     skipped = f"{metrics}: skipped {len(bad)} rows whose step is not a whole number {bad[:3]}"
     return row, curve, [skipped] if bad else []
 
@@ -341,10 +339,7 @@ def _wandb_row(
             return _unread_row(name, group, Status.CORRUPT, str(err)), None
         return _unread_row(name, group, status), None
     row = _summary_row(record)
-    curve = _curve(_wandb_curve(history), row) if len(history) else None
-    if not np.isfinite(row["loss"]) and curve is not None and not curve.empty:
-        row["loss"] = float(curve["loss"].iloc[-1])
-    return row, curve
+    return row, _curve(_wandb_curve(history), row) if len(history) else None
 
 
 def _merge_resumed(runs: list[dict]) -> list[dict]:

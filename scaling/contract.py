@@ -233,6 +233,16 @@ class RunSummary:
         ]
         if missing:
             raise SummaryError(source, f"missing keys {missing}")
+        nulls = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name in kwargs
+            and kwargs[f.name] is None
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if nulls:
+            raise SummaryError(source, f"null values for required keys {nulls}")
         try:
             kwargs["status"] = Status(kwargs["status"])
         except ValueError:
