@@ -34,7 +34,14 @@ from torch.utils.data import IterableDataset
 
 from scaling.budget import Budget, resolve
 from scaling.config import Config, ConfigError, register_configs, validate
-from scaling.contract import BudgetRecord, RunSummary, Status, SummaryError, resolve_wandb_mode
+from scaling.contract import (
+    WANDB_KEYS,
+    BudgetRecord,
+    RunSummary,
+    Status,
+    SummaryError,
+    resolve_wandb_mode,
+)
 from scaling.data import (
     BatchStream,
     Corpus,
@@ -230,9 +237,10 @@ def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
         logger = make("offline")
         run = logger.experiment
     run.define_metric("tokens")
-    run.define_metric("flops")
-    for key in ("train/loss", "val/loss", "lr", "perf/*", "flops/*", "epoch"):
-        run.define_metric(key, step_metric="tokens")
+    run.define_metric("flops")  # under the budget's convention
+    for key, wkey in WANDB_KEYS.items():  # every metrics.csv column, plotted against tokens
+        if key not in ("step", "tokens"):
+            run.define_metric(wkey, step_metric="tokens")
     run.config.update(
         {
             "N": plan.counts.non_embedding,
