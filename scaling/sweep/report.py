@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scaling.contract import Status
 from scaling.sweep.estimate import fmt_time
-from scaling.sweep.runs import PlannedRun, SweepPlan, ended, read_state
+from scaling.sweep.runs import NEW, PlannedRun, SweepPlan, ended, read_state
 
 SKIPPED = "skipped"  # ended before this launch: not trained again
 LOCKED = "locked"  # another process held the run folder: this launch skipped it
@@ -68,7 +68,7 @@ def run_outcome(r: PlannedRun) -> tuple[str, str]:
         v = now.final_val_loss
         return now.status, (f"val_loss {v:.4f}" if v is not None else "")
     st = now.status if now.status == Status.DIVERGED.value else Status.FAILED.value
-    return st, r.note or now.error or ("no record" if now.status == "new" else "")
+    return st, r.note or now.error or ("no record" if now.status == NEW else "")
 
 
 def outcome(sp: SweepPlan) -> tuple[list[tuple[PlannedRun, str, str]], dict[str, int]]:
