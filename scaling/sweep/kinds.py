@@ -129,7 +129,9 @@ class DataLadder(SweepKind):
 
     def expand(self, spec: SweepSpec) -> list[Candidate]:
         return [
-            Candidate({"model": s, "train.tokens": str(t)}, s) for s in spec.sizes for t in spec.tokens
+            Candidate({"model": s, "train.tokens": str(t)}, s)
+            for s in spec.sizes
+            for t in spec.tokens
         ]
 
 
