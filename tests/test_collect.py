@@ -203,7 +203,8 @@ def offline_root(tmp_path_factory):
 RESUMED_SCRIPT = textwrap.dedent(
     """
     import json, sys, wandb
-    root, first, last, rec = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+    root, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    rec = json.loads(sys.argv[4])
     run = wandb.init(mode="offline", dir=root, project="p", group="demo", name="1M-2xC",
                      id="resumed0001", resume="allow")
     for step in range(first, last + 1):  # the relaunch re-logs the steps after its checkpoint

@@ -1,4 +1,4 @@
-"""Safe --weights/--holdout expressions: the exploits run nothing, valid rules keep their results."""
+"""Safe --weights/--holdout expressions: exploits run nothing, valid rules keep their results."""
 
 from __future__ import annotations
 
