@@ -14,11 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TINY
-from omegaconf import DictConfig
+from conftest import TINY, compose_train
+from omegaconf import DictConfig, OmegaConf
 
 from scaling.config import ConfigError
 from scaling.data import DataError
+from scaling.family import SIZES
+from scaling.sweep.plan import plan_sweep
+from scaling.sweep.spec import parse_spec
 from scaling.train import plan_run, train
 
 # (override(s), a regex the one-line error must match)
@@ -162,6 +165,29 @@ def test_valid_settings_still_plan(tiny_cfg: Callable[..., DictConfig]) -> None:
         )
     )
     assert plan.run_name == "my-run_1.5" and plan.lr == 0.01
+
+
+def test_sweep_refuses_bad_settings_at_plan_time(data_cache: Path, tmp_path: Path) -> None:
+    """The sweep planner plans every run with plan_run, so nothing of a bad sweep launches."""
+    ov = (
+        "+sweep=demo",
+        *TINY,
+        "sweep.sizes=[10k]",
+        f"runs_dir={tmp_path / 'runs'}",
+        f"data.cache_dir={data_cache}",
+        "train.eval_tokens=512",
+        "+optim.weight_decy=0.5",
+    )
+    base = compose_train(*ov)
+    with pytest.raises(ConfigError, match=r"did you mean optim\.weight_decay\?"):
+        plan_sweep(
+            parse_spec(base.sweep),
+            lambda extra: compose_train(*ov, *extra),
+            list(SIZES),
+            OmegaConf.create({}),
+            base,
+        )
+    assert not (tmp_path / "runs").exists()
 
 
 def _cli(tmp_path: Path, data_cache: Path, *overrides: str) -> subprocess.CompletedProcess:
