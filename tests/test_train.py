@@ -324,3 +324,7 @@ def test_wandb_offline_files_alone_give_the_run_store_table(
     assert len(a) == 2
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(a, b, check_dtype=False)
+    keys = ["run", "step", "tokens", "C", "C_kaplan", "loss", "train_loss"]
+    ca, cb = (collect(p).curves.sort_values(["run", "step"])[keys] for p in (store, offline))
+    assert len(ca) >= 4  # the learning curves too, through contract.WANDB_KEYS
+    pd_testing.assert_frame_equal(ca.reset_index(drop=True), cb.reset_index(drop=True))
