@@ -210,7 +210,6 @@ def test_reference_data_is_in_the_repository_with_a_readme():
     assert len(list((REFERENCE / "multipower_curves").rglob("*.csv"))) == 18
 
 
-@pytest.mark.xfail(strict=False, reason="Makefile `reference` target still reads it (A1's edit)")
 def test_nothing_in_the_repository_reads_the_shared_folder():
     """Code, configs and the Makefile use data/reference, not the shared folder beside a checkout
     (a clone has none)."""
