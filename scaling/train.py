@@ -379,6 +379,11 @@ def train(cfg: DictConfig) -> TrainResult:
     """Train one run (or skip it: ended, or held by another process) and return the result."""
     t_start = time.perf_counter()
     plan = plan_run(cfg)
+    init = plan.conf.train.init_from
+    if init and not Path(init).exists() and not plan.store.root.exists():
+        # refused before the lock creates the run folder (a WSD branch is planned before its
+        # stable run writes the checkpoint, so plan_run cannot check this)
+        raise ConfigError(f"train.init_from={init} does not exist")
     if _is_replica():  # a DDP rank > 0 follows rank 0, which holds the folder and writes it
         plan.store = _ReplicaStore(plan.store.root)
         return _launch(plan, cfg, t_start)

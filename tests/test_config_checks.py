@@ -215,3 +215,12 @@ def test_cli_refusals_leave_nothing(tmp_path: Path, data_cache: Path) -> None:
     )
     assert "Traceback" not in typo.stderr + bad.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_missing_init_from_refused_before_the_run_folder(
+    tiny_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = tiny_cfg("train.steps=3", f"train.init_from={tmp_path / 'nowhere.ckpt'}")
+    with pytest.raises(ConfigError, match=r"train\.init_from=.*nowhere\.ckpt does not exist"):
+        train(cfg)
+    _no_run_store(cfg)
