@@ -113,6 +113,8 @@ class Expr:
 
     text: str
     """The expression as the user gave it."""
+    source: str
+    """The text the tree was parsed from (stripped; ``&``/``|`` spelled ``and``/``or``)."""
     tree: ast.Expression
     """Its syntax tree, every node of which passed the whitelist."""
     columns: tuple[str, ...]
@@ -125,7 +127,7 @@ class Expr:
             raise ExprError(f"{self.text!r} names columns {missing} that the table lacks")
         try:
             with np.errstate(all="ignore"):
-                value = _Evaluator(self.text, table).visit(self.tree.body)
+                value = _Evaluator(self.source, table).visit(self.tree.body)
         except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
             if isinstance(err, ExprError):
                 raise
@@ -160,7 +162,7 @@ def parse(text: str, columns: list[str] | tuple[str, ...]) -> Expr:
     if _depth(tree) > MAX_DEPTH:
         raise ExprError(f"{text[:40]!r}... nests deeper than {MAX_DEPTH} levels; write it flatter")
     _Checker(source, columns).visit(tree.body)
-    return Expr(text=text, tree=tree, columns=columns)
+    return Expr(text=text, source=source, tree=tree, columns=columns)
 
 
 def values_of(text: str, table: pd.DataFrame) -> np.ndarray:
