@@ -1,0 +1,754 @@
+"""Laws of the whole loss curve under a learning-rate schedule, and the schedules themselves.
+
+A *curve* is one training run seen step by step: the learning rate of every optimiser step
+from step 0 (``lr``, shape ``(T,)``) and the loss at some logged steps. Two laws predict the
+loss at any step of any schedule from a few fitted curves:
+
+- multi-power law (MPL; Luo et al. 2025, ICML):
+  ``L(t) = L0 + A (S1(t) + S_W)^-alpha - LD(t)``,
+  ``LD(t) = B sum_{k<=t} (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t))``,
+  ``G(x) = 1 - (C x + 1)^-beta``, ``S_k(t) = sum_{tau=k..t} eta_tau``;
+- LR-annealing law (Tissue et al. 2024): ``L(t) = L0 + A S1(t)^-alpha - C S2(t)``,
+  ``S2(t) = sum_{i<=t} m_i``, ``m_i = lambda m_{i-1} + (eta_{i-1} - eta_i)``.
+
+``S1(t) + S_W`` is the area under the whole schedule up to and including step t, ``P(t)``.
+The loss drop sums run over the steps after the schedule first reaches its peak (the warmup's
+rise is not an annealing). Both sums are exact over every optimiser step: only steps where the
+LR changes contribute to LD, and ``S_k(t) = P(t) - P(k-1)`` from prefix sums, so the MPL is a
+blocked (changes x logged steps) computation; the Tissue sums are parameter-free features.
+
+The laws are ``analysis.laws.Law`` instances bound to a list of curves: their data columns are
+``curve`` (1-based index into that list) and ``step``, so ``analysis.fit.fit`` fits them as it
+fits every other law. ``log_predict`` is complex-step exact (see ``_dual``): for a complex
+``theta`` it returns ``f(Re theta) + i J(Re theta) Im theta`` from the analytic Jacobian, which
+is what ``fit``'s complex-step gradient reads, at the cost of one real evaluation per point.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+from analysis.fit import FitError
+from analysis.laws import TEX_LABELS, Law
+
+# ----------------------------------------------------------------------------- schedules
+
+
+class Shape(str, Enum):
+    """How a decay goes from the peak (p = 0) to its final value (p = 1)."""
+
+    linear = "linear"
+    sqrt = "sqrt"
+    cosine = "cosine"
+    exponential = "exponential"  # geometric: peak^(1-p) final^p (needs final > 0)
+
+    def multiplier(self, p: float, final: float) -> float:
+        """Multiplier of the peak at progress ``p`` in [0, 1] of a decay to ``final``."""
+        if self is Shape.exponential:
+            return final**p
+        frac = {
+            Shape.linear: 1.0 - p,
+            Shape.sqrt: 1.0 - math.sqrt(p),
+            Shape.cosine: 0.5 * (1.0 + math.cos(math.pi * p)),
+        }[self]
+        return final + (1.0 - final) * frac
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: ``peak`` times a multiplier at every optimiser step.
+
+    The multiplier follows ``scaling.module.lr_multiplier``: a linear warmup over ``warmup``
+    steps, then the kind's own shape (a subclass's ``after_warmup``).
+    """
+
+    total_steps: int  # optimiser steps of the run (the schedule is defined on 0..total_steps-1)
+    warmup: int = 0  # warmup steps
+    peak: float = 1.0  # the peak learning rate (1.0: the multiplier itself)
+    warmup_from_zero: bool = False  # warmup step s at s/warmup (else (s+1)/warmup, as trained)
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or not 0 <= self.warmup <= self.total_steps:
+            raise ValueError(
+                f"schedule needs total_steps >= 1 and 0 <= warmup <= total_steps; got "
+                f"total_steps={self.total_steps}, warmup={self.warmup}"
+            )
+        if not (math.isfinite(self.peak) and self.peak > 0):
+            raise ValueError(f"schedule peak must be finite and > 0, got {self.peak}")
+
+    def after_warmup(self, step: int) -> float:
+        """Multiplier at ``step`` >= warmup (the kind's own shape)."""
+        raise NotImplementedError
+
+    def multiplier(self, step: int) -> float:
+        """Multiplier of the peak at optimiser step ``step`` (0-based)."""
+        if step < self.warmup:
+            return (step + (0 if self.warmup_from_zero else 1)) / self.warmup
+        return self.after_warmup(step)
+
+    def lrs(self) -> np.ndarray:
+        """The learning rate of every optimiser step, shape (total_steps,)."""
+        m = np.fromiter((self.multiplier(s) for s in range(self.total_steps)), float)
+        return self.peak * m
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    """Warmup, then the peak to the end."""
+
+    def after_warmup(self, step: int) -> float:
+        """1 after the warmup."""
+        return 1.0
+
+
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    """Warmup, then a cosine from the peak to ``final_frac`` x peak at step total_steps."""
+
+    final_frac: float = 0.1  # the multiplier the cosine reaches at total_steps
+
+    def after_warmup(self, step: int) -> float:
+        """Cosine multiplier (the trainer's: progress over total_steps - warmup)."""
+        p = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
+        return Shape.cosine.multiplier(p, self.final_frac)
+
+
+@dataclass(frozen=True)
+class WSD(Schedule):
+    """Warmup, the peak to ``decay_start``, then a decay reaching ``final_frac`` at
+    ``decay_end`` (default total_steps: the trainer's cooldown to the run's own end)."""
+
+    decay_start: int = 0  # first step of the decay
+    final_frac: float = 0.0  # the multiplier the decay reaches at decay_end
+    shape: Shape = Shape.sqrt
+    decay_end: int | None = None  # None: total_steps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        end = self.total_steps if self.decay_end is None else self.decay_end
+        if not self.warmup <= self.decay_start < end:
+            raise ValueError(
+                f"WSD needs warmup <= decay_start < decay_end; got warmup={self.warmup}, "
+                f"decay_start={self.decay_start}, decay_end={end}"
+            )
+        if self.shape is Shape.exponential and not self.final_frac > 0:
+            raise ValueError(f"an exponential decay needs final_frac > 0, got {self.final_frac}")
+
+    def after_warmup(self, step: int) -> float:
+        """1 before decay_start, then the decay shape."""
+        if step < self.decay_start:
+            return 1.0
+        end = self.total_steps if self.decay_end is None else self.decay_end
+        p = min(1.0, (step - self.decay_start) / (end - self.decay_start))
+        return self.shape.multiplier(p, self.final_frac)
+
+
+@dataclass(frozen=True)
+class Drop(Schedule):
+    """Warmup, the peak to step ``at``, then a constant ``level_frac`` x peak (a step drop)."""
+
+    at: int = 0  # first step at the lower level
+    level_frac: float = 0.1  # the multiplier after the drop
+
+    def after_warmup(self, step: int) -> float:
+        """1 before ``at``, ``level_frac`` from it on."""
+        return 1.0 if step < self.at else self.level_frac
+
+
+def trainer_schedule(
+    kind: str,
+    total_steps: int,
+    *,
+    warmup_frac: float = 0.05,
+    warmup_max: int = 1000,
+    final_lr_frac: float = 0.1,
+    cooldown_frac: float = 0.2,
+    cooldown_shape: str = "sqrt",
+    wsd_total_steps: int | None = None,
+) -> Schedule:
+    """The schedule ``scaling.module.lr_multiplier`` runs for a ``ScheduleConfig`` (its fields
+    as keywords, ``kind`` one of constant / cosine / wsd), as a multiplier (peak 1)."""
+    horizon = wsd_total_steps or total_steps
+    warmup = min(warmup_max, round(warmup_frac * horizon))
+    if kind == "constant":
+        return Constant(total_steps, warmup)
+    if kind == "cosine":
+        return Cosine(total_steps, warmup, final_frac=final_lr_frac)
+    if kind == "wsd":
+        start = total_steps - max(1, round(cooldown_frac * total_steps))
+        return WSD(total_steps, warmup, decay_start=start, shape=Shape(cooldown_shape))
+    raise ValueError(f"unknown schedule kind {kind!r}; valid: constant, cosine, wsd")
+
+
+# The multi-power-law repository's schedules (data/reference/README.md).
+REFERENCE_PEAK, REFERENCE_FINAL, REFERENCE_WARMUP = 3e-4, 3e-5, 2160
+
+
+def _ref_cosine(total: int) -> Schedule:
+    return Cosine(total, REFERENCE_WARMUP, REFERENCE_PEAK, True, REFERENCE_FINAL / REFERENCE_PEAK)
+
+
+def _ref_constant(total: int) -> Schedule:
+    return Constant(total, REFERENCE_WARMUP, REFERENCE_PEAK, True)
+
+
+def _ref_wsd(shape: Shape) -> Callable[[int, int], Schedule]:
+    def make(start: int, end: int) -> Schedule:
+        return WSD(
+            end,
+            REFERENCE_WARMUP,
+            REFERENCE_PEAK,
+            True,
+            start,
+            REFERENCE_FINAL / REFERENCE_PEAK,
+            shape,
+        )
+
+    return make
+
+
+def _ref_wsdcon(k: int) -> Schedule:
+    return Drop(16_000, REFERENCE_WARMUP, REFERENCE_PEAK, True, 8_000, k * 1e-5 / REFERENCE_PEAK)
+
+
+REFERENCE_SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    "cosine": _ref_cosine,
+    "constant": _ref_constant,
+    "wsd": _ref_wsd(Shape.exponential),
+    "wsdld": _ref_wsd(Shape.linear),
+    "wsdcon": _ref_wsdcon,
+}
+
+
+def reference_schedule(name: str) -> Schedule:
+    """The schedule of a multi-power-law reference curve named like ``cosine_24000``,
+    ``wsd_20000_24000``, ``wsdld_20000_24000`` or ``wsdcon_9``."""
+    kind, *nums = name.split("_")
+    if kind not in REFERENCE_SCHEDULES or not nums or not all(n.isdigit() for n in nums):
+        raise ValueError(
+            f"unknown reference schedule {name!r}; valid: <kind>_<int>[_<int>] with kind in "
+            f"{sorted(REFERENCE_SCHEDULES)}"
+        )
+    return REFERENCE_SCHEDULES[kind](*(int(n) for n in nums))
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+class CurveError(FitError):
+    """A curve (or its file) cannot be used: named with the file and row where it went wrong."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One training run as a loss curve: the LR of every step and the loss at logged steps."""
+
+    name: str
+    lr: np.ndarray  # (T,) learning rate of every optimiser step from step 0
+    steps: np.ndarray  # (n,) logged steps, increasing, each < T
+    loss: np.ndarray  # (n,) loss at those steps (NaN where only a prediction is wanted)
+    source: str = ""  # where the curve came from (a file), for error messages
+
+    def __post_init__(self) -> None:
+        where = self.source or self.name
+        lr, steps = np.asarray(self.lr, float), np.asarray(self.steps)
+        if lr.ndim != 1 or lr.size == 0:
+            raise CurveError(f"{where}: no learning rate given; need one per optimiser step")
+        bad = np.flatnonzero(~np.isfinite(lr) | (lr < 0))
+        if bad.size:
+            raise CurveError(
+                f"{where}: lr at step {bad[0]} is {lr[bad[0]]}; every lr must be finite and >= 0"
+            )
+        peak = int(np.argmax(lr))
+        zero = np.flatnonzero(lr[peak:] <= 0)
+        if zero.size:
+            raise CurveError(
+                f"{where}: lr is 0 at step {peak + zero[0]} after the peak; the curve laws need "
+                f"lr > 0 after the warmup"
+            )
+        if steps.size != np.asarray(self.loss).size:
+            raise CurveError(f"{where}: {steps.size} logged steps but {np.size(self.loss)} losses")
+        if steps.size and (np.any(np.diff(steps) <= 0) or steps[0] < 0 or steps[-1] >= lr.size):
+            raise CurveError(
+                f"{where}: logged steps must increase within 0..{lr.size - 1}; got "
+                f"{steps[:3].tolist()}..{steps[-1:].tolist()}"
+            )
+
+    @property
+    def peak_step(self) -> int:
+        """The first step at the highest learning rate (where the warmup ends)."""
+        return int(np.argmax(self.lr))
+
+
+def _check_rows(path: Path, df: pd.DataFrame, cols: Mapping[str, str]) -> None:
+    """Refuse a curve file whose steps are not 0, 1, 2, ... or whose lr is missing or bad."""
+    missing = [c for c in (cols["step"], cols["lr"]) if c not in df.columns]
+    if missing:
+        raise CurveError(f"{path}: no column {missing}; columns present: {list(df.columns)}")
+    steps = pd.to_numeric(df[cols["step"]], errors="coerce").to_numpy()
+    lr = pd.to_numeric(df[cols["lr"]], errors="coerce").to_numpy()
+    expect = np.arange(len(df))
+    off = np.flatnonzero(steps != expect)
+    if off.size:
+        i = int(off[0])
+        prev = steps[i - 1] if i else None
+        why = "goes backwards" if prev is not None and steps[i] <= prev else "leaves a gap"
+        raise CurveError(
+            f"{path}, row {i + 2}: step {steps[i]} {why} (after {prev}); the file needs one row "
+            f"per optimiser step, steps 0, 1, 2, ... in order"
+        )
+    bad = np.flatnonzero(~np.isfinite(lr) | (lr < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise CurveError(
+            f"{path}, row {i + 2} (step {i}): lr is {df[cols['lr']].iloc[i]!r}; every step needs "
+            f"a finite lr >= 0"
+        )
+
+
+def read_curve(path: str | Path, columns: Mapping[str, str] | None = None) -> Curve:
+    """A curve from a CSV with ``step``, ``lr`` and ``loss`` (names mappable via ``columns``):
+    ``lr`` on every optimiser step from 0, ``loss`` where logged (empty elsewhere)."""
+    path = Path(path)
+    cols = {"step": "step", "lr": "lr", "loss": "loss", **(columns or {})}
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CurveError(f"{path}: cannot read as CSV ({err})") from None
+    _check_rows(path, df, cols)
+    if cols["loss"] not in df.columns:
+        raise CurveError(f"{path}: no column {cols['loss']!r}; columns: {list(df.columns)}")
+    loss = pd.to_numeric(df[cols["loss"]], errors="coerce").to_numpy()
+    given = df[cols["loss"]].notna().to_numpy()
+    bad = np.flatnonzero(given & ~(np.isfinite(loss) & (loss > 0)))
+    if bad.size:
+        i = int(bad[0])
+        raise CurveError(
+            f"{path}, row {i + 2} (step {i}): loss {df[cols['loss']].iloc[i]!r} is not a finite "
+            f"number > 0 (leave it empty where no loss was logged)"
+        )
+    steps = np.flatnonzero(given)
+    return Curve(path.stem, df[cols["lr"]].to_numpy(float), steps, loss[steps], str(path))
+
+
+def read_reference_curve(path: str | Path) -> Curve:
+    """A multi-power-law reference curve (logged rows only): its per-step schedule rebuilt
+    from the file name, checked against the logged ``lr`` column."""
+    path = Path(path)
+    df = pd.read_csv(path)
+    lr = reference_schedule(path.stem).lrs()
+    steps = df["step"].to_numpy(int)
+    if steps.max() >= lr.size:
+        raise CurveError(f"{path}: step {steps.max()} beyond the schedule's {lr.size} steps")
+    off = np.flatnonzero(~np.isclose(lr[steps], df["lr"].to_numpy(float), rtol=1e-9, atol=0))
+    if off.size:
+        i = int(off[0])
+        raise CurveError(
+            f"{path}, row {i + 2}: logged lr {df['lr'].iloc[i]} differs from the schedule's "
+            f"{lr[steps[i]]} at step {steps[i]}"
+        )
+    return Curve(path.stem, lr, steps, df["loss"].to_numpy(float), str(path))
+
+
+def curve_table(curves: Sequence[Curve]) -> pd.DataFrame:
+    """One row per logged step of every curve: ``curve`` (1-based index), ``name``, ``step``,
+    ``loss`` -- the data ``fit`` takes for a law made by ``multipower``/``tissue`` of ``curves``."""
+    for c in curves:
+        if np.isfinite(c.loss).sum() < 2:
+            raise CurveError(
+                f"{c.source or c.name}: {np.isfinite(c.loss).sum()} logged loss(es); a curve "
+                f"needs at least 2"
+            )
+    return pd.concat(
+        [
+            pd.DataFrame({"curve": i + 1, "name": c.name, "step": c.steps, "loss": c.loss})
+            for i, c in enumerate(curves)
+        ],
+        ignore_index=True,
+    )
+
+
+# ----------------------------------------------------------------------------- the laws
+
+# Elements of one (starts x changes x logged steps) block: small enough to stay in cache.
+BLOCK_ELEMENTS = 1 << 15
+
+
+@dataclass(frozen=True)
+class _CurvePlan:
+    """The parameter-free arrays of one curve at the logged steps asked for."""
+
+    rows: np.ndarray  # (m,) positions of this curve's rows in the columns, sorted by step
+    area: np.ndarray  # (m,) P(t): the schedule's area up to and including step t
+    anneal: np.ndarray  # (m,) Tissue's S2(t)
+    d: np.ndarray  # (K,) eta_{k-1} - eta_k at the steps k after the peak where the LR changes
+    log_eta: np.ndarray  # (K,) log eta_k there
+    area_before: np.ndarray  # (K,) P(k-1)
+    first_row: np.ndarray  # (K,) index into rows of the first logged step t >= k
+
+
+def _plan_curve(curve: Curve, rows: np.ndarray, steps: np.ndarray, decay: float) -> _CurvePlan:
+    """Prefix sums and LR changes of ``curve`` for the logged ``steps`` (of the ``rows``)."""
+    order = np.argsort(steps, kind="stable")
+    rows, t = rows[order], steps[order].astype(np.int64)
+    if t.size and (t[0] < 0 or t[-1] >= curve.lr.size or np.any(t != steps[order])):
+        raise CurveError(
+            f"curve {curve.name!r}: steps must be integers in 0..{curve.lr.size - 1}; got "
+            f"{steps[order][[0, -1]].tolist()}"
+        )
+    lr = curve.lr
+    area = np.cumsum(lr)
+    diff = np.zeros_like(lr)
+    peak = curve.peak_step
+    diff[peak + 1 :] = lr[peak:-1] - lr[peak + 1 :]
+    k = np.flatnonzero(diff)
+    # Tissue's momentum: m_i = decay m_{i-1} + diff_i, summed up to t
+    anneal = np.cumsum(lfilter([1.0], [1.0, -decay], diff))
+    return _CurvePlan(
+        rows=rows,
+        area=area[t],
+        anneal=anneal[t],
+        d=diff[k],
+        log_eta=np.log(lr[k]),
+        area_before=area[k - 1],
+        first_row=np.searchsorted(t, k),
+    )
+
+
+def _loss_drop(theta: np.ndarray, plan: _CurvePlan) -> tuple[np.ndarray, ...]:
+    """MPL sums over the LR changes at the plan's steps, each (S, m): sum d G, sum d E log x,
+    sum d E (1 - 1/x), sum d log(eta) E (1 - 1/x), with x = 1 + C eta^-gamma S_k(t),
+    E = x^-beta, G = 1 - E (pairs with k > t have S_k(t) = 0, so x = 1 and G = 0 there)."""
+    s_count, m = theta.shape[0], plan.area.size
+    s_g, s_el, s_r = np.zeros((s_count, m)), np.zeros((s_count, m)), np.zeros((s_count, 2, m))
+    c, beta, gamma = theta[:, 4:5], theta[:, 5:6, None], theta[:, 6:7]
+    k_total, k0 = plan.d.size, 0
+    while k0 < k_total:
+        j0 = int(plan.first_row[k0])
+        k1 = min(k_total, k0 + max(1, BLOCK_ELEMENTS // max(1, s_count * (m - j0))))
+        sl = slice(k0, k1)
+        gap = np.maximum(plan.area[None, j0:] - plan.area_before[sl, None], 0.0)  # (Kc, w)
+        y = np.exp(c - gamma * plan.log_eta[None, sl])[:, :, None] * gap  # (S, Kc, w)
+        log_x = np.log1p(y)
+        e = np.multiply(log_x, -beta)
+        np.exp(e, out=e)
+        d = plan.d[sl]
+        s_g[:, j0:] += d.sum() - d @ e
+        np.multiply(e, log_x, out=log_x)
+        s_el[:, j0:] += d @ log_x
+        np.divide(y, y + 1.0, out=y)
+        np.multiply(y, e, out=y)
+        s_r[:, :, j0:] += np.stack([d, d * plan.log_eta[sl]]) @ y
+        k0 = k1
+    return s_g, s_el, s_r[:, 0], s_r[:, 1]
+
+
+def _mpl_value_jac(theta: np.ndarray, plan: _CurvePlan) -> tuple[np.ndarray, np.ndarray]:
+    """MPL loss (S, m) and its Jacobian (S, m, 7) w.r.t. the log-space parameters."""
+    l0, a, alpha, b, _, beta, _ = (theta[:, i : i + 1] for i in range(7))
+    log_area = np.log(plan.area)[None, :]
+    power = np.exp(a - alpha * log_area)  # A P^-alpha
+    big_b = np.exp(b)
+    s_g, s_el, s_r, s_rl = _loss_drop(theta, plan)
+    loss = np.exp(l0) + power - big_b * s_g
+    jac = np.stack(
+        [
+            np.broadcast_to(np.exp(l0), loss.shape),
+            power,
+            -power * log_area,
+            -big_b * s_g,
+            -big_b * beta * s_r,
+            -big_b * s_el,
+            big_b * beta * s_rl,
+        ],
+        axis=-1,
+    )
+    return loss, jac
+
+
+def _tissue_value_jac(theta: np.ndarray, plan: _CurvePlan) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue loss (S, m) and its Jacobian (S, m, 4) w.r.t. the log-space parameters."""
+    l0, a, alpha, c = (theta[:, i : i + 1] for i in range(4))
+    log_area = np.log(plan.area)[None, :]
+    power = np.exp(a - alpha * log_area)
+    drop = np.exp(c) * plan.anneal[None, :]
+    loss = np.exp(l0) + power - drop
+    jac = np.stack(
+        [np.broadcast_to(np.exp(l0), loss.shape), power, -power * log_area, -drop], axis=-1
+    )
+    return loss, jac
+
+
+ValueJac = Callable[[np.ndarray, _CurvePlan], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class CurveLaw(Law):
+    """A law of whole loss curves, bound to its curves; columns ``curve`` (1-based) and ``step``.
+
+    ``log_predict_jac(theta (S, P), cols) -> (log loss (S, n), Jacobian (S, n, P))`` is the
+    analytic value and gradient (the hook a fitter may call directly).
+    """
+
+    curves: tuple[Curve, ...] = ()
+    decay: float = 0.999  # Tissue's momentum factor lambda (a setting, not fitted)
+    value_jac: ValueJac | None = None
+    _plans: dict = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """LaTeX label of each natural parameter."""
+        return {n: CURVE_TEX_LABELS.get(n, rf"\texttt{{{n}}}") for n in self.natural_names}
+
+    def plans(self, cols: Mapping[str, np.ndarray]) -> list[_CurvePlan]:
+        """The per-curve plans of these columns (computed once per distinct columns)."""
+        curve_col = np.asarray(cols["curve"], float)
+        step_col = np.asarray(cols["step"], float)
+        key = (curve_col.tobytes(), step_col.tobytes())
+        if key not in self._plans:
+            ids = curve_col.astype(int)
+            bad = np.flatnonzero((ids != curve_col) | (ids < 1) | (ids > len(self.curves)))
+            if bad.size:
+                raise CurveError(
+                    f"column 'curve' has {curve_col[bad[0]]!r}; valid: 1..{len(self.curves)} "
+                    f"(the curves this law was made for)"
+                )
+            self._plans[key] = [
+                _plan_curve(self.curves[i - 1], rows, step_col[rows], self.decay)
+                for i in np.unique(ids)
+                for rows in [np.flatnonzero(ids == i)]
+            ]
+        return self._plans[key]
+
+    def log_predict_jac(
+        self, theta: np.ndarray, cols: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log loss (S, n) and its exact Jacobian (S, n, P) at real parameters ``theta``."""
+        theta = np.atleast_2d(np.asarray(theta, float))
+        n = np.asarray(cols["step"]).size
+        lp = np.empty((theta.shape[0], n))
+        jac = np.empty((theta.shape[0], n, theta.shape[1]))
+        with np.errstate(all="ignore"):
+            for plan in self.plans(cols):
+                loss, j = self.value_jac(theta, plan)
+                lp[:, plan.rows] = np.where(loss > 0, np.log(loss), np.nan)
+                jac[:, plan.rows] = j / loss[..., None]
+        return lp, jac
+
+    def _dual(self, theta: np.ndarray, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log loss; for complex theta, f(Re) + i J(Re) Im (the complex step, exactly)."""
+        theta = np.asarray(theta)
+        real = np.ascontiguousarray(theta.real, dtype=float)
+        key = (real.tobytes(), np.asarray(cols["step"], float).tobytes())
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
+            hit = self.log_predict_jac(real.reshape(-1, real.shape[-1]), cols)
+            with self._lock:
+                if len(self._cache) >= 8:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = hit
+        lp, jac = hit
+        lp = lp.reshape(*real.shape[:-1], -1)
+        if not np.iscomplexobj(theta):
+            return lp
+        tangent = np.einsum("snp,sp->sn", jac, theta.imag.reshape(-1, theta.shape[-1]))
+        return lp + 1j * tangent.reshape(lp.shape)
+
+
+def _log_coefs(names: tuple[str, ...], logs: tuple[str, ...]):
+    """Natural-unit converters: exp() of the log coefficients ``logs`` (``l0`` -> ``L0``)."""
+    natural_of = {n: (n[0].upper() + n[1:]) if n in logs else n for n in names}
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        with np.errstate(over="ignore"):
+            return {
+                natural_of[n]: np.exp(theta[..., i]) if n in logs else theta[..., i]
+                for i, n in enumerate(names)
+            }
+
+    def from_natural(params: Mapping[str, float]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array(
+                [
+                    np.log(float(params[natural_of[n]])) if n in logs else float(params[n])
+                    for n in names
+                ]
+            )
+
+    return natural, from_natural, tuple(natural_of[n] for n in names)
+
+
+# LaTeX labels of the curve laws' parameters not in analysis.laws.TEX_LABELS.
+CURVE_TEX_LABELS = {**TEX_LABELS, "L0": "$L_0$", "C": "$C$", "gamma": r"$\gamma$"}
+
+# Starts of the MPL fit: losses of a few nats, LR areas of 0.1-10 (LR ~1e-4, 1e3-1e5 steps).
+MPL_GRID = {
+    "l0": (np.log(1.5), np.log(3.0)),
+    "a": (np.log(0.3), np.log(1.0)),
+    "alpha": (0.3, 0.6),
+    "b": (np.log(300.0), np.log(1000.0)),
+    "c": (np.log(0.5), np.log(3.0)),
+    "beta": (0.5,),
+    "gamma": (0.5,),
+}
+TISSUE_GRID = {
+    "l0": (np.log(1.5), np.log(2.5), np.log(3.5)),
+    "a": (np.log(0.3), np.log(1.0)),
+    "alpha": (0.3, 0.6, 1.0),
+    "c": (np.log(0.03), np.log(0.3), np.log(3.0)),
+}
+
+
+def multipower(
+    curves: Sequence[Curve], grid: Mapping[str, tuple[float, ...]] | None = None
+) -> CurveLaw:
+    """The multi-power law (Luo et al. 2025) bound to ``curves``."""
+    params = ("l0", "a", "alpha", "b", "c", "beta", "gamma")
+    natural, from_natural, names = _log_coefs(params, ("l0", "a", "b", "c"))
+    law = CurveLaw(
+        name="multipower",
+        formula="L = L0 + A (S1 + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k) "
+        "(1 - (C eta_k^-gamma S_k(t) + 1)^-beta)",
+        params=params,
+        variables=("curve", "step"),
+        log_predict=lambda theta, cols: law._dual(theta, cols),
+        natural=natural,
+        from_natural=from_natural,
+        grid=dict(grid or MPL_GRID),
+        tex=r"$L = L_0 + A(S_1+S_W)^{-\alpha} - \mathrm{LD}(t)$",
+        natural_names=names,
+        curves=tuple(curves),
+        value_jac=_mpl_value_jac,
+    )
+    return law
+
+
+def tissue(
+    curves: Sequence[Curve],
+    decay: float = 0.999,
+    grid: Mapping[str, tuple[float, ...]] | None = None,
+) -> CurveLaw:
+    """The LR-annealing law (Tissue et al. 2024) bound to ``curves``, momentum ``decay``."""
+    if not 0 <= decay < 1:
+        raise ValueError(f"tissue decay (lambda) must be in [0, 1), got {decay}")
+    params = ("l0", "a", "alpha", "c")
+    natural, from_natural, names = _log_coefs(params, ("l0", "a", "c"))
+    law = CurveLaw(
+        name="tissue",
+        formula="L = L0 + A S1^-alpha - C S2, S2 = sum_i m_i, m_i = lambda m_{i-1} + "
+        "(eta_{i-1} - eta_i)",
+        params=params,
+        variables=("curve", "step"),
+        log_predict=lambda theta, cols: law._dual(theta, cols),
+        natural=natural,
+        from_natural=from_natural,
+        grid=dict(grid or TISSUE_GRID),
+        tex=r"$L = L_0 + A S_1^{-\alpha} - C S_2$",
+        natural_names=names,
+        curves=tuple(curves),
+        decay=float(decay),
+        value_jac=_tissue_value_jac,
+    )
+    return law
+
+
+# ----------------------------------------------------------------------------- checks and use
+
+
+def multipower_reference(
+    params: Mapping[str, float], lr: np.ndarray, steps: Sequence[int]
+) -> np.ndarray:
+    """MPL loss at ``steps`` by the direct sum over every step k <= t, each S_k(t) summed
+    afresh (no prefix sums, no skipping of unchanged steps): the slow reference for checks."""
+    lr = np.asarray(lr, float)
+    peak = int(np.argmax(lr))
+    out = []
+    for t in steps:
+        area = lr[: t + 1].sum()
+        k = np.arange(peak + 1, t + 1)
+        s_k = np.cumsum(lr[t:peak:-1])[::-1]  # S_k(t) for k = peak+1..t, summed from t back
+        x = params["C"] * lr[k] ** -params["gamma"] * s_k
+        drop = params["B"] * np.sum((lr[k - 1] - lr[k]) * (1.0 - (x + 1.0) ** -params["beta"]))
+        out.append(params["L0"] + params["A"] * area ** -params["alpha"] - drop)
+    return np.array(out)
+
+
+def tissue_reference(
+    params: Mapping[str, float], lr: np.ndarray, steps: Sequence[int], decay: float = 0.999
+) -> np.ndarray:
+    """Tissue loss at ``steps`` by a plain loop over every step (the slow reference)."""
+    lr = [float(v) for v in lr]
+    peak = int(np.argmax(lr))
+    wanted, out = set(int(s) for s in steps), {}
+    area = momentum = s2 = 0.0
+    for i, eta in enumerate(lr):
+        area += eta
+        if i > peak:
+            momentum = decay * momentum + (lr[i - 1] - eta)
+            s2 += momentum
+        if i in wanted:
+            out[i] = params["L0"] + params["A"] * area ** -params["alpha"] - params["C"] * s2
+    return np.array([out[int(s)] for s in steps])
+
+
+def held_out_rows(table: pd.DataFrame, held_out: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows of ``table`` (from ``curve_table``) in the held-out curves."""
+    names = list(dict.fromkeys(table["name"]))
+    unknown = [h for h in held_out if h not in names]
+    if unknown:
+        raise CurveError(f"held-out curve(s) {unknown} not among the curves {names}")
+    if len(set(held_out)) >= len(names):
+        raise CurveError(f"holding out {list(held_out)} leaves no curve to fit; curves: {names}")
+    return table["name"].isin(list(held_out)).to_numpy()
+
+
+def block_groups(table: pd.DataFrame, block: int = 10) -> np.ndarray:
+    """Bootstrap groups: runs of ``block`` consecutive logged steps of one curve.
+
+    Resampling whole curves is useless with the few curves a curve law is fitted on (three
+    curves give ten distinct resamples, some without any annealing, where B, C, beta and gamma
+    are not identified); resampling single rows ignores that residuals of neighbouring steps
+    are correlated. Blocks of consecutive steps keep that correlation and keep every schedule
+    in every resample in expectation.
+    """
+    if block < 1:
+        raise ValueError(f"bootstrap block must be >= 1 logged step, got {block}")
+    pos = table.groupby("curve").cumcount().to_numpy()
+    return table["curve"].to_numpy(int) * 1_000_000 + pos // block
+
+
+def curve_scores(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``r2``, ``mean_rel_err`` and ``max_rel_err`` of a predicted against an observed curve."""
+    y, p = np.asarray(observed, float), np.asarray(predicted, float)
+    rel = np.abs(p - y) / y
+    return {
+        "r2": float(1.0 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2)),
+        "mean_rel_err": float(rel.mean()),
+        "max_rel_err": float(rel.max()),
+    }
+
+
+def per_curve(
+    law: CurveLaw, theta: np.ndarray, table: pd.DataFrame, held_out: Sequence[str] = ()
+) -> dict[str, dict]:
+    """Per curve of ``table``: ``held_out`` and the scores of ``law`` at ``theta``."""
+    pred = law.predict(theta, {v: table[v].to_numpy(float) for v in law.variables})
+    out = {}
+    for name, rows in table.groupby("name", sort=False).indices.items():
+        out[name] = {
+            "held_out": name in held_out,
+            **curve_scores(table["loss"].iloc[rows], pred[rows]),
+        }
+    return out
