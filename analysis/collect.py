@@ -36,13 +36,17 @@ from scaling.contract import (
 RUN_COLUMNS = [
     "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr",
-    "tokens_per_param", "heldout", "entropy_rate", "budget", "exclusion_reason",
+    "tokens_per_param", "heldout", "entropy_rate", "budget", "corpus", "vocab_size",
+    "exclusion_reason",
 ]  # fmt: skip
 CURVE_COLUMNS = [
     "run", "sweep", "size", "N", "step", "tokens",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "lr",
 ]  # fmt: skip
-CSV_TARGETS = ("run", "sweep", "size", "status", "N", "D", "S", "C", "loss", "seed", "lr")
+CSV_TARGETS = (
+    "run", "sweep", "size", "status", "N", "D", "S", "C", "loss", "seed", "lr", "corpus",
+    "vocab_size",
+)  # fmt: skip
 CURVE_TARGETS = ("run", "step", "tokens", "C", "loss", "train_loss", "lr")
 # metrics.csv column -> curve column (the metric names of scaling.contract.METRIC_COLUMNS)
 METRIC_TO_CURVE = {
@@ -185,6 +189,8 @@ def _summary_row(s: RunSummary) -> dict:
         "heldout": bool(s.heldout),
         "entropy_rate": _num(s.entropy_rate),
         "budget": s.budget.label,
+        "corpus": s.corpus,  # with vocab_size: which losses are comparable (scaling-compare)
+        "vocab_size": s.vocab_size,
     }
     for conv in CONVENTIONS:
         row[f"C_{conv}"] = _num(s.C.get(conv))
