@@ -405,11 +405,14 @@ def bootstrap(
     weights: np.ndarray | None = None,
     n_warm: int = 4,
     workers: int | None = None,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
     """Parameters (n, P) refitted on ``n`` resamples of the points (or of ``groups``, e.g. runs).
 
     Each resample starts from the full-data optimum and the ``n_warm`` best other distinct
-    optima of the full fit, and keeps the best.
+    optima of the full fit, and keeps the best. With ``strata`` (one label per point) each
+    stratum's groups are resampled apart, so every resample keeps each stratum's group count
+    (e.g. two ladders' runs in a joint fit).
     """
     if n < 1:
         raise FitError(f"bootstrap needs n >= 1 resamples, got {n}")
@@ -419,6 +422,11 @@ def bootstrap(
     uniq, inverse = np.unique(groups, return_inverse=True)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, uniq.size, size=(n, uniq.size))
+    if strata is not None:
+        of_group = np.asarray(strata)[np.unique(inverse, return_index=True)[1]]
+        for label in np.unique(of_group):
+            members = np.flatnonzero(of_group == label)
+            draws[:, members] = members[rng.integers(0, members.size, (n, members.size))]
     counts = np.zeros((n, uniq.size))
     np.add.at(counts, (np.repeat(np.arange(n), uniq.size), draws.ravel()), 1.0)
     w = counts[:, inverse]
