@@ -168,7 +168,7 @@ TEX_LABELS = {
     "alpha_N": r"$\alpha_N$",
     "alpha_D": r"$\alpha_D$",
     "alpha_S": r"$\alpha_S$",
-}
+    **{f"{p}
 
 
 def _chinchilla() -> Law:
@@ -187,6 +187,44 @@ def _chinchilla() -> Law:
         tex=r"$L = E + A/N^\alpha + B/D^\beta$",
         terms=terms,
         natural_names=("E", "A", "B", "alpha", "beta"),
+    )
+
+
+def _chinchilla_shared_e() -> Law:
+    """Two ladders' Chinchilla laws with one irreducible loss E (scaling-compare --shared-e).
+
+    Column ``ladder`` says whose law a point follows: 0 (<= 0.5) recipe A (A1, B1, alpha1,
+    beta1), 1 recipe B (A2, B2, alpha2, beta2). Written as complex-safe numpy (the per-point
+    choice of parameters is not one linear term), differentiated by the complex step.
+    """
+    names = ("a1", "b1", "alpha1", "beta1", "a2", "b2", "alpha2", "beta2", "e")
+    keep = ("alpha1", "beta1", "alpha2", "beta2")
+
+    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
+        second = np.asarray(cols["ladder"], dtype=float) > 0.5
+
+        def pick(i: int) -> np.ndarray:  # recipe A's parameter i, or recipe B's (i + 4)
+            return np.where(second, theta[..., i + 4, None], theta[..., i, None])
+
+        log_n = np.log(np.asarray(cols["N"], dtype=float))
+        log_d = np.log(np.asarray(cols["D"], dtype=float))
+        e = theta[..., 8, None] + 0 * log_n
+        return logsumexp([pick(0) - pick(2) * log_n, pick(1) - pick(3) * log_d, e])
+
+    natural, from_natural = _exp_coef(*names, keep=keep)
+    grid = {n: (5.0, 15.0) for n in ("a1", "b1", "a2", "b2")}
+    grid |= {n: (0.3, 0.8) for n in keep} | {"e": (-0.5, 0.5)}
+    return Law(
+        name="chinchilla_shared_e",
+        formula="L = E + A_i / N^alpha_i + B_i / D^beta_i (i = ladder 1 or 2, one E)",
+        params=names,
+        variables=("N", "D", "ladder"),
+        log_predict=log_predict,
+        natural=natural,
+        from_natural=from_natural,
+        grid=grid,
+        tex=r"$L = E + A_i/N^{\alpha_i} + B_i/D^{\beta_i}$",
+        natural_names=("E", "A1", "B1", "alpha1", "beta1", "A2", "B2", "alpha2", "beta2"),
     )
 
 
@@ -317,6 +355,7 @@ LAWS: dict[str, Law] = {
     law.name: law
     for law in (
         _chinchilla(),
+        _chinchilla_shared_e(),
         _kaplan_nd(),
         _kaplan_ns(),
         *(_saturating(x) for x in ("N", "D", "C")),
