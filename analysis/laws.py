@@ -168,7 +168,9 @@ TEX_LABELS = {
     "alpha_N": r"$\alpha_N$",
     "alpha_D": r"$\alpha_D$",
     "alpha_S": r"$\alpha_S$",
-    **{f"{p}
+    **{f"{p}{i}": f"${p}_{i}$" for p in ("A", "B") for i in (1, 2)},
+    **{f"{p}{i}": rf"$\{p}_{i}$" for p in ("alpha", "beta") for i in (1, 2)},
+}
 
 
 def _chinchilla() -> Law:
