@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.wandb_fetch import FetchError, FetchSettings, fetch_runs
 from analysis.wandb_offline import OfflineRunError, read_offline_run
 from scaling.contract import (
     CONVENTIONS,
@@ -405,50 +406,27 @@ def from_offline(
     return _finish(rows, curves, str(path), convention)
 
 
-def _fetch_wandb(project: str, filters: dict, api: Any) -> list[dict]:
-    """Name, group, state, summary and full history of each run of a W&B project."""
-    import wandb  # only this source needs it; errors below are wandb's and its HTTP client's
-    from requests.exceptions import RequestException
-
-    try:
-        api = wandb.Api() if api is None else api
-        return [
-            {
-                "name": run.name,
-                "group": run.group,
-                "state": run.state,
-                "summary": dict(getattr(run.summary, "_json_dict", run.summary)),
-                "history": pd.DataFrame(list(run.scan_history())),
-            }
-            for run in api.runs(project, filters=filters or None)
-        ]
-    except (wandb.errors.Error, RequestException, ValueError) as err:
-        # ValueError: the Api's "Could not find project/sweep"; only the Api runs in this block
-        raise CollectError(
-            f"cannot read W&B project {project!r}: {type(err).__name__}: {str(err).rstrip('.')}. "
-            "Log in with `wandb login` (or set WANDB_API_KEY) and give the project as "
-            "wandb:ENTITY/PROJECT; for offline runs pass the wandb/ folder instead"
-        ) from err
-
-
 def from_wandb(
     project: str,
     convention: str = "chinchilla",
     group: str | None = None,
     sweep: str | None = None,
     api: Any = None,
+    fetch: FetchSettings | None = None,
 ) -> Collected:
     """Runs of a W&B project (``entity/project``) through ``wandb.Api()``, by group or sweep.
 
-    Histories are read with ``scan_history`` (every logged row), not ``history`` (a sample),
-    so the approach-1 envelope sees every evaluation.
+    Runs are read by `analysis.wandb_fetch.fetch_runs`: full histories (``scan_history``, never
+    the 500-point sample) in parallel, 429s retried, finished runs cached on disk (``fetch``).
     """
     filters = {k: v for k, v in (("group", group), ("sweep", sweep)) if v}
+    try:
+        fetched = fetch_runs(project, filters, api, fetch)
+    except FetchError as err:
+        raise CollectError(str(err)) from err
     rows, curves = [], []
-    for run in _fetch_wandb(project, filters, api):
-        row, curve = _wandb_row(
-            run["summary"], run["history"], run["name"], run["group"], run["state"]
-        )
+    for run in fetched:
+        row, curve = _wandb_row(run.summary, run.history, run.name, run.group, run.state)
         rows.append(row)
         if curve is not None:
             curves.append(curve)

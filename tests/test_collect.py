@@ -282,7 +282,7 @@ class _FakeApi:
     def __init__(self, runs):
         self._runs, self.calls = runs, []
 
-    def runs(self, path, filters=None):
+    def runs(self, path, filters=None, **listing):  # per_page, lazy: as wandb.Api.runs
         self.calls.append((path, filters))
         return self._runs
 
@@ -322,7 +322,7 @@ class _FailingApi:
     def __init__(self, err):
         self.err = err
 
-    def runs(self, path, filters=None):
+    def runs(self, path, filters=None, **listing):  # per_page, lazy: as wandb.Api.runs
         raise self.err
 
 
