@@ -68,6 +68,11 @@ class MLPKind(Enum):
     swiglu = "swiglu"
 
 
+class Parametrization(Enum):
+    sp = "sp"  # standard (GPT-2): every setting as tuned at this width
+    mup = "mup"  # maximal update (Yang et al. 2022): the best LR transfers across widths
+
+
 class Tokenizer(Enum):
     byte = "byte"
     bpe = "bpe"
@@ -111,6 +116,12 @@ class ModelConfig:
     bias: bool = True
     dropout: float = 0.0
     rope_base: float = 10000.0
+    # muP (Yang et al. 2022, for AdamW): hidden matrices get init variance and LR scaled by
+    # base_width / d_model, the logits 1 / (d_model / base_width), attention scores 1/d_head;
+    # at d_model == base_width the model and its optimiser are exactly the standard ones.
+    parametrization: Parametrization = Parametrization.sp
+    base_width: Optional[int] = None  # the d_model whose tuned settings transfer (muP only)
+    base_head_dim: Optional[int] = None  # head dim at base_width; None -> base_width // n_head
 
     def __post_init__(self) -> None:
         if self.n_layer is MISSING or isinstance(self.n_layer, str):
@@ -135,6 +146,48 @@ class ModelConfig:
         if self.vocab_size is not None:
             _check(self.vocab_size >= 2, f"model.vocab_size={self.vocab_size} must be >= 2")
         _positive("model.rope_base", self.rope_base)
+        self._check_mup()
+
+    def _check_mup(self) -> None:
+        """muP needs a base width no larger than the width; standard parametrisation none."""
+        self.parametrization = Parametrization(self.parametrization)  # a plain "mup" too
+        if self.parametrization != Parametrization.mup:
+            for key in ("base_width", "base_head_dim"):
+                _check(
+                    getattr(self, key) is None,
+                    f"model.{key}={getattr(self, key)} applies only to "
+                    f"model.parametrization=mup (got {self.parametrization.value}); remove it "
+                    "or set model.parametrization=mup",
+                )
+            return
+        _check(
+            self.base_width is not None,
+            "model.parametrization=mup needs model.base_width=<the d_model its learning rate "
+            f"was tuned at>, an integer in [1, d_model={self.d_model}]",
+        )
+        assert self.base_width is not None
+        _check(
+            1 <= self.base_width <= self.d_model,
+            f"model.base_width={self.base_width} must be in [1, d_model={self.d_model}]: muP "
+            "transfers settings from a narrower base model to wider ones",
+        )
+        if self.base_head_dim is None:
+            _check(
+                self.base_width % self.n_head == 0,
+                f"model.n_head={self.n_head} does not divide model.base_width={self.base_width}"
+                "; set model.base_head_dim (the head dimension of the base model)",
+            )
+        else:
+            _check(
+                self.base_head_dim >= 1, f"model.base_head_dim={self.base_head_dim} must be >= 1"
+            )
+
+    @property
+    def width_mult(self) -> float:
+        """d_model / base_width under muP (1 under standard parametrisation)."""
+        if Parametrization(self.parametrization) != Parametrization.mup or not self.base_width:
+            return 1.0
+        return self.d_model / self.base_width
 
     @property
     def ff_width(self) -> int:
@@ -491,7 +544,7 @@ class SweepSpec:
     name: str = "sweep"
     """W&B group and runs/<name>/ (the sweep files set experiment=name)."""
     kind: str = "isoflop"
-    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd or lr."""
+    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd, lr or lr_bs."""
     plan: bool = False
     """Print the runs, total FLOPs and estimated wall time; launch nothing."""
     sizes: list[str] = field(default_factory=list)
@@ -503,14 +556,17 @@ class SweepSpec:
     tokens: list[Any] = field(default_factory=list)
     """data_ladder, wsd: token counts or "<k>xC"."""
     lrs: list[float] = field(default_factory=list)
-    """lr: peak LRs tried at every size."""
+    """lr, lr_bs: peak LRs tried at every size (lr_bs: at every batch size too)."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """lr_bs: global batch sizes (sequences per step) tried in every (size, tokens) cell."""
     min_steps: int = 1
     """Runs with fewer optimiser steps are dropped (and listed)."""
     tokens_per_param: Optional[list[Optional[float]]] = None
     """[lo, hi] window of D/N (either end null: open); null: any ratio."""
     flops_tolerance: float = 0.01
     """isoflop: whole optimiser steps round D = C / flops_per_token; a run whose FLOPs then miss
-    its budget C by more than this fraction is dropped (and listed)."""
+    its budget C by more than this fraction is dropped (and listed). lr_bs: the same for a batch
+    size whose whole steps miss the cell's tokens D."""
     overhead_s: float = 2.5
     """Wall-time estimate, per run: Trainer, W&B, checkpoints (fit on a 2-core CPU)."""
     step_overhead_s: float = 1e-3
@@ -522,6 +578,8 @@ class SweepSpec:
         for key in ("budgets", "multiples", "lrs"):
             bad = [v for v in getattr(self, key) if not 0 < v < float("inf")]
             _check(not bad, f"sweep.{key} must be positive numbers; got {bad}")
+        bad_bs = [b for b in self.batch_sizes if b < 1]
+        _check(not bad_bs, f"sweep.batch_sizes must be whole numbers >= 1; got {bad_bs}")
         _check(self.min_steps >= 1, f"sweep.min_steps={self.min_steps} must be >= 1")
         _check(
             0 < self.flops_tolerance < 1,

@@ -196,6 +196,12 @@ class RunSummary:
     """The checkpoint step the last launch resumed from; null for a fresh start."""
     init_from: str | None = None
     """The checkpoint a branch run was initialised from (WSD cooldowns); null otherwise."""
+    parametrization: str = "sp"
+    """The model's parametrisation: "sp" (standard) or "mup" (Yang et al. 2022); older
+    records without the key are "sp"."""
+    base_width: int | None = None
+    """muP's base width: the d_model whose tuned learning rate the run transfers; null
+    under standard parametrisation."""
     host: str | None = None
     """The host of the last launch."""
     pid: int | None = None
@@ -298,6 +304,7 @@ _NUMERIC: dict[str, type] = {
     "wall_time_s": float,
     "tokens_per_s": float,
     "resumed_from_step": int,
+    "base_width": int,
     "pid": int,
 }
 

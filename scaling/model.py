@@ -2,8 +2,16 @@
 
 Shapes in comments: B batch, T sequence length, C = d_model, nh heads, hs = C // nh head size,
 F the MLP hidden width, V the vocabulary. Every option of the family (learned or rotary
-positions, GELU or SwiGLU MLP, tied or untied output layer, biases on or off, dropout) lives
-here, and `scaling.family.param_counts` mirrors the parameters created below exactly.
+positions, GELU or SwiGLU MLP, tied or untied output layer, biases on or off, dropout, standard
+or muP parametrisation) lives here, and `scaling.family.param_counts` mirrors the parameters
+created below exactly.
+
+muP (Yang et al. 2022, "Tensor Programs V", Table 8 for Adam) with width multiplier
+m = d_model / base_width: the hidden matrices (every matrix inside a block) start with variance
+x 1/m and learn at LR x 1/m; the readout sees its input x 1/m (so its weights keep the base
+init and LR, as the `mup` package's MuReadout); attention scores are q.k * sqrt(hs_base) / hs
+instead of q.k / sqrt(hs); embeddings, biases and LayerNorm gains are as in the standard
+model. At m = 1 the model, its init and its optimiser groups equal the standard ones.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from scaling.config import MLPKind, ModelConfig, PosEmb
+from scaling.config import MLPKind, ModelConfig, Parametrization, PosEmb
 
 
 def rope_cache(seq_len: int, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
@@ -34,6 +42,18 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+def attention_scale(cfg: ModelConfig) -> Optional[float]:
+    """The attention-score factor: None (1/sqrt(hs), the default) or muP's sqrt(hs_base)/hs."""
+    if Parametrization(cfg.parametrization) != Parametrization.mup:
+        return None
+    assert cfg.base_width is not None  # ModelConfig refuses muP without a base width
+    head_dim = cfg.d_model // cfg.n_head
+    base = cfg.base_head_dim or cfg.base_width // cfg.n_head
+    # 1/hs (not 1/sqrt(hs)): q and k become correlated during training, so q.k grows ~ hs;
+    # the sqrt(hs_base) keeps the base model's scores exactly the standard ones
+    return math.sqrt(base) / head_dim
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention, optionally with rotary position embeddings."""
 
@@ -46,6 +66,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.scale = attention_scale(cfg)
         self.rope = PosEmb(cfg.pos_emb) == PosEmb.rope
         if self.rope:
             cos, sin = rope_cache(cfg.seq_len, cfg.d_model // cfg.n_head, cfg.rope_base)
@@ -65,7 +86,12 @@ class CausalSelfAttention(nn.Module):
             k = apply_rope(k, self.cos[:T], self.sin[:T])
         # fused kernel (flash / memory-efficient): the (T, T) mask is never materialised
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q,
+            k,
+            v,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=True,
+            scale=self.scale,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
@@ -141,6 +167,12 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        self.mup = Parametrization(cfg.parametrization) == Parametrization.mup
+        if self.mup:
+            # muP: hidden matrices' variance ~ 1/fan_in, anchored at the base width's init
+            with torch.no_grad():
+                for p in self.hidden_matrices():
+                    p.mul_(1 / math.sqrt(cfg.width_mult))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -151,6 +183,32 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The matrices whose both dimensions grow with the width: every matrix in a block."""
+        return [p for p in self.blocks.parameters() if p.dim() >= 2]
+
+    def optim_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups: decay on matrices only (nanoGPT); under muP the hidden
+        matrices in their own group at lr / width_mult. The first group learns at `lr`."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        hidden = {id(p) for p in self.hidden_matrices()} if self.mup else set()
+        groups = [
+            {
+                "params": [p for p in params if p.dim() >= 2 and id(p) not in hidden],
+                "weight_decay": weight_decay,
+            },
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        if self.mup:
+            groups.append(
+                {
+                    "params": [p for p in params if id(p) in hidden],
+                    "weight_decay": weight_decay,
+                    "lr": lr / self.cfg.width_mult,
+                }
+            )
+        return groups
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count: Kaplan's N (non-embedding) or the module's total."""
@@ -179,7 +237,10 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        x = self.ln_f(x)
+        if self.mup:  # the readout multiplier 1/m on (B, T, C), cheaper than on the logits
+            x = x * (1 / self.cfg.width_mult)
+        logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())

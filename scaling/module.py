@@ -121,12 +121,8 @@ class LitGPT(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
-        # weight decay on matrices only (nanoGPT): not on biases, LayerNorm gains
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
+        # weight decay on matrices only; muP's hidden matrices in a group of their own LR
+        groups = self.model.optim_groups(self.lr, o.weight_decay)
         opt = torch.optim.AdamW(
             groups, lr=self.lr, betas=tuple(o.betas), eps=o.eps, fused=o.fused or None
         )

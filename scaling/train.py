@@ -344,6 +344,8 @@ def new_summary(plan: Plan, cfg: DictConfig, resumed_from: int | None) -> RunSum
         C=dict(b.flops),
         budget=BudgetRecord(b.kind, b.value, b.label, b.convention, b.target),
         lr=plan.lr,
+        parametrization=conf.model.parametrization.value,
+        base_width=conf.model.base_width,
         seed=conf.train.seed,
         corpus=plan.corpus.name,
         corpus_hash=plan.corpus.content_hash,
