@@ -195,15 +195,15 @@ def _chinchilla() -> Law:
 def _chinchilla_shared_e() -> Law:
     """Two ladders' Chinchilla laws with one irreducible loss E (scaling-compare --shared-e).
 
-    Column ``ladder`` says whose law a point follows: 0 (<= 0.5) recipe A (A1, B1, alpha1,
-    beta1), 1 recipe B (A2, B2, alpha2, beta2). Written as complex-safe numpy (the per-point
+    Column ``ladder`` says whose law a point follows: 1 recipe A (A1, B1, alpha1, beta1), 2
+    recipe B (A2, B2, alpha2, beta2) (every fitted column must be > 0). Written as complex-safe numpy (the per-point
     choice of parameters is not one linear term), differentiated by the complex step.
     """
     names = ("a1", "b1", "alpha1", "beta1", "a2", "b2", "alpha2", "beta2", "e")
     keep = ("alpha1", "beta1", "alpha2", "beta2")
 
     def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
-        second = np.asarray(cols["ladder"], dtype=float) > 0.5
+        second = np.asarray(cols["ladder"], dtype=float) > 1.5
 
         def pick(i: int) -> np.ndarray:  # recipe A's parameter i, or recipe B's (i + 4)
             return np.where(second, theta[..., i + 4, None], theta[..., i, None])
