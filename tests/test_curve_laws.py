@@ -1,0 +1,312 @@
+"""Laws of the whole loss curve (issue 12): schedules, exact fast evaluation, fits, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.curves import (
+    WSD,
+    Constant,
+    Cosine,
+    Curve,
+    CurveError,
+    Drop,
+    Shape,
+    block_groups,
+    curve_table,
+    held_out_rows,
+    multipower,
+    per_curve,
+    read_curve,
+    read_reference_curve,
+    tissue,
+    trainer_schedule,
+)
+from analysis.fit import Objective, bootstrap, fit, interval
+from scaling.config import CooldownShape, ScheduleConfig, ScheduleKind
+from scaling.module import lr_multiplier
+
+REF = Path(__file__).resolve().parents[1] / "data" / "reference" / "multipower_curves"
+TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
+
+
+def cols_of(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {"curve": table["curve"].to_numpy(float), "step": table["step"].to_numpy(float)}
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kind": "constant"},
+        {"kind": "cosine", "final_lr_frac": 0.1},
+        {"kind": "cosine", "warmup_frac": 0.0},
+        {"kind": "wsd", "cooldown_shape": "sqrt"},
+        {"kind": "wsd", "cooldown_shape": "linear", "cooldown_frac": 0.3},
+        {"kind": "wsd", "cooldown_shape": "cosine", "wsd_total_steps": 900},
+    ],
+)
+def test_trainer_schedule_is_the_trainers_lr_multiplier(kw):
+    total = 500
+    cfg = dict(kw)
+    cfg["kind"] = ScheduleKind[cfg["kind"]]
+    if "cooldown_shape" in cfg:
+        cfg["cooldown_shape"] = CooldownShape[cfg["cooldown_shape"]]
+    sched = ScheduleConfig(**cfg)
+    ours = trainer_schedule(total_steps=total, **kw).lrs()
+    theirs = [lr_multiplier(s, total, sched) for s in range(total)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-15, atol=0)
+
+
+def test_reference_schedules_rebuild_every_logged_lr():
+    for path in sorted(REF.glob("*/*.csv")):
+        curve = read_reference_curve(path)  # raises, naming the row, on any mismatch
+        assert curve.lr[2160] == pytest.approx(3e-4) and curve.lr[0] == 0.0
+        assert curve.peak_step == 2160
+
+
+def test_decay_shapes_reach_their_final_value():
+    for shape in Shape:
+        s = WSD(100, 10, 1.0, False, 50, 0.1, shape, decay_end=90)
+        lr = s.lrs()
+        assert lr[49] == 1.0 and lr[90] == pytest.approx(0.1) and lr[99] == pytest.approx(0.1)
+        assert np.all(np.diff(lr[50:]) <= 1e-15)
+    with pytest.raises(ValueError, match="exponential decay needs final_frac > 0"):
+        WSD(100, 10, decay_start=50, shape=Shape.exponential)
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+def naive_multipower(p: dict, lr: np.ndarray, t: int) -> float:
+    """The MPL at step t as written in the paper: a double loop over steps."""
+    peak = int(np.argmax(lr))
+    drop = 0.0
+    for k in range(peak + 1, t + 1):
+        s_k = sum(lr[k : t + 1])
+        g = 1.0 - (p["C"] * lr[k] ** -p["gamma"] * s_k + 1.0) ** -p["beta"]
+        drop += (lr[k - 1] - lr[k]) * g
+    return p["L0"] + p["A"] * sum(lr[: t + 1]) ** -p["alpha"] - p["B"] * drop
+
+
+def naive_tissue(p: dict, lr: np.ndarray, t: int, lam: float) -> float:
+    peak = int(np.argmax(lr))
+    m = s2 = 0.0
+    for i in range(peak + 1, t + 1):
+        m = lam * m + (lr[i - 1] - lr[i])
+        s2 += m
+    return p["L0"] + p["A"] * sum(lr[: t + 1]) ** -p["alpha"] - p["C"] * s2
+
+
+def small_curves(total: int = 240, peak: float = 1e-3) -> list[Curve]:
+    scheds = [
+        Cosine(total, 20, peak, final_frac=0.1),
+        Constant(total, 20, peak),
+        WSD(total, 20, peak, decay_start=160, final_frac=0.05, shape=Shape.exponential),
+        WSD(total, 20, peak, decay_start=150, shape=Shape.sqrt),
+        Drop(total, 20, peak, at=120, level_frac=0.3),
+    ]
+    steps = np.arange(3, total, 7)
+    return [
+        Curve(f"s{i}", s.lrs(), steps, np.full(steps.size, 3.0)) for i, s in enumerate(scheds)
+    ]
+
+
+MPL_TRUE = {"L0": 2.0, "A": 0.8, "alpha": 0.45, "B": 300.0, "C": 2.0, "beta": 0.6, "gamma": 0.5}
+
+
+def test_fast_evaluation_equals_the_double_loop():
+    curves = small_curves()
+    table = curve_table(curves)
+    law, tis = multipower(curves), tissue(curves, decay=0.99)
+    tis_p = {"L0": 2.0, "A": 0.8, "alpha": 0.45, "C": 0.5}
+    fast = law.predict(law.from_natural(MPL_TRUE), cols_of(table))
+    fast_t = tis.predict(tis.from_natural(tis_p), cols_of(table))
+    for (cid, step), f, ft in zip(table[["curve", "step"]].to_numpy(), fast, fast_t):
+        lr = curves[cid - 1].lr
+        assert f == pytest.approx(naive_multipower(MPL_TRUE, lr, step), rel=1e-12)
+        assert ft == pytest.approx(naive_tissue(tis_p, lr, step, 0.99), rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [multipower, tissue])
+def test_analytic_gradient_reaches_fit_through_the_complex_step(make):
+    curves = small_curves()
+    table = curve_table(curves)
+    law = make(curves)
+    theta = law.start_grid()[:3] + 0.05
+    lp, jac = law.log_predict_jac(theta, cols_of(table))
+    h = 1e-6
+    for p in range(theta.shape[1]):
+        up, down = theta.copy(), theta.copy()
+        up[:, p] += h
+        down[:, p] -= h
+        fd = (law.log_predict(up, cols_of(table)) - law.log_predict(down, cols_of(table))) / (2 * h)
+        np.testing.assert_allclose(jac[..., p], fd, rtol=1e-5, atol=1e-9)
+    # fit's objective reads that Jacobian through its complex-step path
+    loss = np.exp(lp[0]) * (1 + 0.01 * np.sin(np.arange(lp.shape[1])))
+    obj = Objective(law, cols_of(table), loss)
+    _, g = obj.value_grad(theta)
+    num = np.array(
+        [
+            (obj.value_grad(theta + h * e)[0] - obj.value_grad(theta - h * e)[0]) / (2 * h)
+            for e in np.eye(theta.shape[1])
+        ]
+    ).T
+    np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Five schedules, MPL curves from MPL_TRUE with 0.1% noise; fitted on four."""
+    total, peak = 3000, 3e-4
+    scheds = {
+        "cosine": Cosine(total, 200, peak, final_frac=0.1),
+        "constant": Constant(total, 200, peak),
+        "wsd_sqrt": WSD(total, 200, peak, decay_start=2400, shape=Shape.sqrt),
+        "drop": Drop(total, 200, peak, at=1500, level_frac=0.3),
+        "wsd_linear": WSD(total, 200, peak, decay_start=2000, final_frac=0.1, shape=Shape.linear),
+    }
+    steps = np.arange(250, total, 25)
+    rng = np.random.default_rng(0)
+    clean = [Curve(n, s.lrs(), steps, np.ones(steps.size)) for n, s in scheds.items()]
+    law0 = multipower(clean)
+    table = curve_table(clean)
+    truth = law0.predict(law0.from_natural(TRUE_SYN), cols_of(table))
+    table["loss"] = truth * np.exp(NOISE * rng.standard_normal(truth.size))
+    curves = [
+        Curve(c.name, c.lr, steps, table["loss"][table["name"] == c.name].to_numpy())
+        for c in clean
+    ]
+    law = multipower(curves)
+    held = held_out_rows(table, ["wsd_linear"])
+    train = table[~held].reset_index(drop=True)
+    starts = law.from_natural(TRUE_SYN)[None] + np.array([[0.1, -0.2, 0.1, 0.3, -0.3, 0.2, -0.1]])
+    result = fit(law, train, starts=starts, delta=1.0)
+    boot = bootstrap(result, train, n=40, groups=block_groups(train, 8), n_warm=0)
+    return law, table, truth, held, result, boot
+
+
+TRUE_SYN = {"L0": 2.0, "A": 0.3, "alpha": 0.5, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.5}
+NOISE = 1e-3
+
+
+def test_synthetic_parameters_recovered_within_bootstrap_intervals(synthetic):
+    law, _, _, _, result, boot = synthetic
+    nat = law.to_natural(boot)
+    for name, truth in TRUE_SYN.items():
+        lo, hi = interval(nat[name], 0.99)
+        assert lo <= truth <= hi, f"{name}: {truth} not in [{lo}, {hi}] (fit {result.params})"
+
+
+def test_synthetic_unseen_schedule_predicted_within_the_noise(synthetic):
+    law, table, truth, held, result, _ = synthetic
+    pred = result.predict(table)
+    rel = np.abs(pred[held] - truth[held]) / truth[held]
+    assert rel.mean() < NOISE  # against the noiseless truth: within the noise level
+    scores = per_curve(law, result.theta, table, ["wsd_linear"])
+    assert scores["wsd_linear"]["held_out"] and not scores["cosine"]["held_out"]
+    assert scores["wsd_linear"]["mean_rel_err"] < 2 * NOISE
+
+
+# ----------------------------------------------------------------------------- published curves
+
+# The MPL fitted on cosine_24000, constant_24000 and wsdcon_9 (Huber delta 1e-3 on log loss,
+# tests/test_curve_laws.py::test_published_full_fit): log-space theta per size.
+PUBLISHED_THETA: dict[str, list[float]] = {}
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.csv"
+    path.write_text(text)
+    return path
+
+
+def good_rows(n: int = 6) -> list[str]:
+    return [f"{s},{1e-3 if s else 0.0},{4.0 - 0.1 * s if s % 2 else ''}" for s in range(n)]
+
+
+def test_external_csv_read_with_rows_without_loss(tmp_path):
+    curve = read_curve(write(tmp_path, "\n".join(["step,lr,loss", *good_rows()])))
+    assert curve.steps.tolist() == [1, 3, 5] and curve.lr.size == 6
+
+
+def test_external_csv_columns_mappable(tmp_path):
+    text = "\n".join(["it,eta,val", *good_rows()])
+    curve = read_curve(write(tmp_path, text), {"step": "it", "lr": "eta", "loss": "val"})
+    assert curve.loss.tolist() == pytest.approx([3.9, 3.7, 3.5])
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda r: r[:3] + r[4:], r"row 5: step 4 leaves a gap \(after 2"),
+        (lambda r: r[:3] + [r[4], r[3]] + r[5:], r"row 5: step 4 leaves a gap"),
+        (lambda r: r[:4] + [r[2]] + r[5:], r"row 6: step 2 goes backwards \(after 3"),
+        (lambda r: r[:2] + ["2,nan,3.8"] + r[3:], r"row 4 \(step 2\): lr is nan"),
+        (lambda r: r[:2] + ["2,,3.8"] + r[3:], r"row 4 \(step 2\): lr is nan"),
+        (lambda r: r[:2] + ["2,-1e-3,3.8"] + r[3:], r"row 4 \(step 2\): lr is -0.001"),
+        (lambda r: r[:1] + ["1,1e-3,nan"] + r[2:], r"row 3 \(step 1\): loss"),
+    ],
+)
+def test_external_csv_refused_with_file_and_row(tmp_path, edit, match):
+    path = write(tmp_path, "\n".join(["step,lr,loss", *edit(good_rows())]))
+    with pytest.raises(CurveError, match=match) as err:
+        read_curve(path)
+    assert str(path) in str(err.value)
+
+
+def test_curve_without_learning_rate_refused(tmp_path):
+    path = write(tmp_path, "step,loss\n0,4.0\n1,3.9\n")
+    with pytest.raises(CurveError, match=r"run.csv: no column \['lr'\]"):
+        read_curve(path)
+    with pytest.raises(CurveError, match="no learning rate given"):
+        Curve("x", np.array([]), np.array([0]), np.array([3.0]))
+
+
+def test_curve_with_one_point_refused_before_fitting(tmp_path):
+    rows = ["step,lr,loss", "0,0.0,", "1,1e-3,4.0", "2,1e-3,"]
+    curve = read_curve(write(tmp_path, "\n".join(rows)))
+    with pytest.raises(CurveError, match=r"run.csv: 1 logged loss\(es\); a curve needs at least 2"):
+        curve_table([curve])
+
+
+def test_schedule_with_nan_refused():
+    lr = Cosine(50, 5, 1e-3).lrs()
+    lr[20] = np.nan
+    with pytest.raises(CurveError, match="lr at step 20 is nan"):
+        Curve("c", lr, np.array([10, 30]), np.array([3.0, 2.9]))
+
+
+def test_zero_lr_after_warmup_refused():
+    lr = Constant(50, 5, 1e-3).lrs()
+    lr[30] = 0.0
+    with pytest.raises(CurveError, match="lr is 0 at step 30 after the peak"):
+        Curve("c", lr, np.array([10, 40]), np.array([3.0, 2.9]))
+
+
+def test_held_out_curve_must_exist():
+    table = curve_table(small_curves())
+    with pytest.raises(CurveError, match=r"held-out curve\(s\) \['nope'\] not among"):
+        held_out_rows(table, ["nope"])
+    with pytest.raises(CurveError, match="leaves no curve to fit"):
+        held_out_rows(table, ["s0", "s1", "s2", "s3", "s4"])
+
+
+def test_curve_id_outside_the_laws_curves_refused():
+    curves = small_curves()
+    law = multipower(curves[:2])
+    table = curve_table(curves)
+    with pytest.raises(CurveError, match=r"column 'curve' has 3.0; valid: 1..2"):
+        law.predict(law.start_grid()[0], cols_of(table))
