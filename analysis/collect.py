@@ -36,7 +36,7 @@ from scaling.contract import (
 
 RUN_COLUMNS = [
     "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
-    "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr",
+    "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr", "B",
     "tokens_per_param", "heldout", "entropy_rate", "budget", "corpus", "vocab_size",
     "exclusion_reason",
 ]  # fmt: skip
@@ -187,6 +187,7 @@ def _summary_row(s: RunSummary) -> dict:
         "train_loss": _num(s.final_train_loss),
         "seed": s.seed,
         "lr": float(s.lr),
+        "B": float(s.batch_size * s.seq_len),  # tokens per optimiser step (scaling-hparams)
         "heldout": bool(s.heldout),
         "entropy_rate": _num(s.entropy_rate),
         "budget": s.budget.label,

@@ -353,6 +353,27 @@ def _power(x: str) -> Law:
     )
 
 
+def _power_nd() -> Law:
+    """L = A / (N^alpha D^beta): one log-linear term; fits the best LR lr*(N, D) of a grid
+    (Step Law: alpha = 0.713, beta = -0.307), where an exponent may take either sign."""
+    params = ("a", "alpha", "beta")
+    terms = ({"a": 1.0, "alpha": _neg_log("N"), "beta": _neg_log("D")},)
+    natural, from_natural = _exp_coef("a", "alpha", "beta", keep=("alpha", "beta"))
+    return Law(
+        name="power_ND",
+        formula="L = A / (N^alpha D^beta)",
+        params=params,
+        variables=("N", "D"),
+        log_predict=_lse_linear(terms, params),
+        natural=natural,
+        from_natural=from_natural,
+        tex="$L = A/(N^\\alpha D^\\beta)$",
+        grid={"a": (-5.0, 0.0, 5.0), "alpha": (-1.0, 0.0, 1.0), "beta": (-1.0, 0.0, 1.0)},
+        terms=terms,
+        natural_names=("A", "alpha", "beta"),
+    )
+
+
 LAWS: dict[str, Law] = {
     law.name: law
     for law in (
@@ -362,6 +383,7 @@ LAWS: dict[str, Law] = {
         _kaplan_ns(),
         *(_saturating(x) for x in ("N", "D", "C")),
         *(_power(x) for x in ("N", "D", "C")),
+        _power_nd(),
     )
 }
 

@@ -23,6 +23,9 @@ class SweepKind:
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]]
 
+    def check(self, spec: SweepSpec) -> None:
+        """Raise ConfigError for a grid this kind cannot use (beyond empty needed fields)."""
+
     def expand(self, spec: SweepSpec) -> list[Candidate]:
         """The grid of the sweep, before planning."""
         raise NotImplementedError
@@ -64,7 +67,18 @@ def kind_of(spec: SweepSpec) -> SweepKind:
                 f"sweep.{key} is empty: sweep.kind={spec.kind} needs at least one value "
                 f"(e.g. sweep.{key}=[...])"
             )
-    return cls()
+    kind = cls()
+    kind.check(spec)
+    return kind
+
+
+def named_by_suffix(planned: list[Planned], planner: Planner) -> list[Planned]:
+    """The runs renamed "{size}-{budget}{suffix}" (the budget label is known once planned)."""
+    named = [
+        dataclasses.replace(c, overrides={**c.overrides, "run_name": p.run_name + c.suffix})
+        for c, p in planned
+    ]
+    return [(c, p) for c in named if (p := planner.plan(c)) is not None]
 
 
 @register
@@ -207,9 +221,70 @@ class LearningRate(SweepKind):
         ]
 
     def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
-        # "{size}-{budget}-lr{lr}": the run name is known only once the budget is planned
-        named = [
-            dataclasses.replace(c, overrides={**c.overrides, "run_name": p.run_name + c.suffix})
-            for c, p in planned
+        return named_by_suffix(planned, planner)  # "{size}-{budget}-lr{lr}"
+
+
+@register
+class LearningRateBatch(SweepKind):
+    """Peak LR x batch size per (size, tokens) cell: the grid the LR and batch-size laws are
+    fitted to (`scaling-hparams`); one run folder per grid point."""
+
+    name = "lr_bs"
+    needs = ("sizes", "tokens", "lrs", "batch_sizes")
+
+    def check(self, spec: SweepSpec) -> None:
+        for key in ("lrs", "batch_sizes"):
+            values = sorted(set(getattr(spec, key)))
+            if len(values) < 2:
+                raise ConfigError(
+                    f"sweep.{key}={values} has one value; sweep.kind=lr_bs needs at least 2 "
+                    f"(e.g. sweep.{key}=[...] a factor 2 apart) to locate a best value"
+                )
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return [
+            Candidate(
+                {
+                    "model": s,
+                    "train.tokens": str(t),
+                    "train.batch_size": str(bs),
+                    "optim.lr": num(lr),
+                    "optim.lr_table": "{}",
+                },
+                f"{s} tokens={t}",
+                suffix=f"-bs{bs}-lr{fmt_num(lr)}",
+            )
+            for s in spec.sizes
+            for t in spec.tokens
+            for bs in spec.batch_sizes
+            for lr in spec.lrs
         ]
-        return [(c, p) for c in named if (p := planner.plan(c)) is not None]
+
+    def drop_reason(self, spec: SweepSpec, plan: Plan) -> str | None:
+        # every run of a cell must train the cell's D: losses at other D do not rank LR and B
+        b, per_step = plan.budget, plan.conf.train.batch_size * plan.conf.model.seq_len
+        miss = b.tokens / b.target - 1 if b.kind == "tokens" else 0.0
+        if abs(miss) <= spec.flops_tolerance:
+            return None
+        return (
+            f"train.batch_size={plan.conf.train.batch_size} ({per_step} tokens per step) does "
+            f"not divide D={b.target:.6g}: {b.steps} whole steps train {b.tokens} tokens "
+            f"({miss:+.1%}, sweep.flops_tolerance={spec.flops_tolerance:g}); choose batch sizes "
+            "whose tokens per step divide D or raise sweep.flops_tolerance"
+        )
+
+    def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
+        return named_by_suffix(planned, planner)  # "{size}-{budget}-bs{B}-lr{lr}"
+
+    def warnings(self, runs: list[PlannedRun]) -> list[str]:
+        out = []
+        for g in dict.fromkeys(r.group for r in runs):
+            cell = [r for r in runs if r.group == g]
+            n_lr = len({r.lr for r in cell})
+            n_bs = len({r.tokens_per_step for r in cell})
+            if n_lr < 2 or n_bs < 2:
+                out.append(
+                    f"cell {g} keeps {n_lr} LR(s) x {n_bs} batch size(s); the fit of its best "
+                    "LR and batch size needs >= 2 of each"
+                )
+        return out
