@@ -47,7 +47,7 @@ FIRST_STEP = "first step done"  # what the plain start-up process prints after i
 
 # -X importtime self time is attributed to a module's top-level package, then to these groups
 IMPORT_GROUPS = {
-    "torch": ("torch", "torchgen", "functorch"),
+    "torch": ("torch", "torchgen", "functorch"),  # listed first: its own imports are its own
     "lightning": (
         "lightning",
         "lightning_fabric",
@@ -197,19 +197,28 @@ def startup_commands(size: str, threads: int, tmp: Path, overrides: list[str]) -
     return {"scaling-train": (train_cmd, " step 1/1 "), "plain PyTorch": (plain_cmd, FIRST_STEP)}
 
 
-def import_seconds(stderr: str) -> Counter[str]:
-    """Seconds of import self time per top-level package, from `-X importtime` output."""
-    by_root: Counter[str] = Counter()
-    for m in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s*([\w.]+)", stderr):
-        by_root[m.group(2).split(".")[0]] += int(m.group(1)) / 1e6
-    return by_root
+def import_split(stderr: str) -> Counter[str]:
+    """Seconds of import self time per IMPORT_GROUPS group, from `-X importtime` output.
 
-
-def import_split(by_root: Counter[str]) -> Counter[str]:
-    """The packages' seconds summed into IMPORT_GROUPS groups, the rest under "other"."""
+    A module counts for the outermost third-party group in its chain of importers (so sympy,
+    pulled in through torch._dynamo by lightning, is lightning's; torchmetrics, scipy and
+    matplotlib are too), else for ours if we import it; "other" is the rest.
+    """
     split: Counter[str] = Counter()
-    for root, s in by_root.items():
-        split[next((g for g, roots in IMPORT_GROUPS.items() if root in roots), "other")] += s
+    stack: list[tuple[int, str | None, str]] = []  # (indent, outermost third-party, nearest)
+    rows = re.findall(r"import time:\s+(\d+) \|\s+\d+ \|( *)([\w.]+)", stderr)
+    for us, indent, name in reversed(
+        rows
+    ):  # children print before parents: reversed, parents first
+        while stack and stack[-1][0] >= len(indent):
+            stack.pop()
+        root = name.split(".")[0]
+        own = next((g for g, roots in IMPORT_GROUPS.items() if root in roots), None)
+        outer, near = stack[-1][1:] if stack else (None, "other")
+        outer = outer or (own if own != "ours" else None)
+        near = own or near
+        stack.append((len(indent), outer, near))
+        split[outer or near] += int(us) / 1e6
     return split
 
 
@@ -227,15 +236,11 @@ def print_startup(size: str, threads: int, tmp: Path, overrides: list[str], repe
 
         wall = statistics.median(launch()[0] for _ in range(repeats))
         traced, err = launch("-X", "importtime")
-        by_root = import_seconds(err)
-        split = import_split(by_root)
+        split = import_split(err)
         # tracing slows the imports down, not the rest: rest = traced - traced imports
         imports = max(0.0, wall - (traced - sum(split.values())))
         scale = imports / sum(split.values())
         parts = ", ".join(f"{g} {split[g] * scale:.2f}" for g in groups)
-        grouped = {r for roots in IMPORT_GROUPS.values() for r in roots}
-        other = [(r, s) for r, s in by_root.most_common() if r not in grouped][:4]
-        parts += " (" + ", ".join(f"{r} {s * scale:.2f}" for r, s in other) + ")"
         print(f"{name:<15}{wall:>9.2f}s{imports:>8.2f}s{wall - imports:>6.2f}s   {parts}")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
