@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_fit.py
+	$(PY) benchmarks/bench_mup.py
 
 figures: $(STAMP)
 	$(VENV)/bin/scaling-plot results/demo
