@@ -425,15 +425,19 @@ def from_wandb(
         fetched = fetch_runs(project, filters, api, fetch)
     except FetchError as err:
         raise CollectError(str(err)) from err
-    rows, curves = [], []
-    for run in fetched:
-        row, curve = _wandb_row(run.summary, run.history, run.name, run.group, run.state)
-        rows.append(row)
-        if curve is not None:
-            curves.append(curve)
+    none = pd.DataFrame()
+    rows = [_wandb_row(r.summary, none, r.name, r.group, r.state)[0] for r in fetched.runs]
     if not rows:
         raise CollectError(f"no runs in W&B project {project!r} with filters {filters or 'none'}")
-    return _finish(rows, curves, f"wandb:{project}", convention)
+    # every run's curve in one pass over the long table (thousands of runs): evaluation rows
+    # of the runs read from a run record (the rows that carry N)
+    known = {i: row for i, row in enumerate(rows) if "N" in row}
+    values = _wandb_curve(fetched.history)
+    values["_run"] = fetched.history["_run"]
+    values = values[values["loss"].notna() & values["_run"].isin(list(known))]
+    for col in ("run", "sweep", "size", "N"):
+        values[col] = values["_run"].map({i: row[col] for i, row in known.items()})
+    return _finish(rows, [values.drop(columns="_run")], f"wandb:{project}", convention)
 
 
 def parse_columns(
