@@ -393,7 +393,7 @@ class _Pairs:
     """
 
     row: np.ndarray  # (q,) index of the logged step (into the plan's sorted rows)
-    log_eta: np.ndarray  # (q,) log eta_k of the change
+    log_eta: np.ndarray  # (q,) log(eta_k / lr_ref) of the change
     log_gap: np.ndarray  # (q,) log S_k(t) = log(P(t) - P(k-1))
     weight: np.ndarray  # (q,) eta_{k-1} - eta_k, or the skeleton weight
     weight_sum: np.ndarray  # (m,) sum of the weights of each logged step
@@ -407,17 +407,15 @@ class _CurvePlan:
     area: np.ndarray  # (m,) P(t): the schedule's area up to and including step t
     anneal: np.ndarray  # (m,) Tissue's S2(t)
     d: np.ndarray  # (K,) eta_{k-1} - eta_k at the steps k after the peak where the LR changes
-    log_eta: np.ndarray  # (K,) log eta_k there
+    log_eta: np.ndarray  # (K,) log(eta_k / lr_ref) there
     area_before: np.ndarray  # (K,) P(k-1)
     first_row: np.ndarray  # (K,) index into rows of the first logged step t >= k
     pairs: _Pairs | None = None  # the compressed pairs (None: the dense exact evaluation)
 
 
-def _plan_curve(
-    curve: Curve, rows: np.ndarray, steps: np.ndarray, decay: float, tol: float
-) -> _CurvePlan:
+def _plan_curve(curve: Curve, rows: np.ndarray, steps: np.ndarray, law: CurveLaw) -> _CurvePlan:
     """Prefix sums and LR changes of ``curve`` for the logged ``steps`` (of the ``rows``);
-    with ``tol`` > 0 also the compressed pairs of the loss drop."""
+    with the law's ``tol`` > 0 also the compressed pairs of the loss drop."""
     order = np.argsort(steps, kind="stable")
     rows, t = rows[order], steps[order].astype(np.int64)
     if t.size and (t[0] < 0 or t[-1] >= curve.lr.size or np.any(t != steps[order])):
@@ -432,19 +430,19 @@ def _plan_curve(
     diff[peak + 1 :] = lr[peak:-1] - lr[peak + 1 :]
     k = np.flatnonzero(diff)
     # Tissue's momentum: m_i = decay m_{i-1} + diff_i, summed up to t
-    anneal = np.cumsum(lfilter([1.0], [1.0, -decay], diff))
+    anneal = np.cumsum(lfilter([1.0], [1.0, -law.decay], diff))
     plan = _CurvePlan(
         rows=rows,
         area=area[t],
         anneal=anneal[t],
         d=diff[k],
-        log_eta=np.log(lr[k]),
+        log_eta=np.log(lr[k] / law.lr_ref),
         area_before=area[k - 1],
         first_row=np.searchsorted(t, k),
     )
-    if tol <= 0:
+    if law.tol <= 0:
         return plan
-    return _CurvePlan(**{**plan.__dict__, "pairs": _pairs(plan, k, t, tol)})
+    return _CurvePlan(**{**plan.__dict__, "pairs": _pairs(plan, k, t, law.tol)})
 
 
 # Far-field compression of the loss drop. A box of consecutive changes whose distance (in LR
@@ -455,7 +453,7 @@ def _plan_curve(
 # exact sum on test kernels before it is used; one that fails is split further.
 SKELETON, LEAF, FAR_RATIO = 16, 64, 1.5
 # (C, gamma, beta) of the test kernels: the corners of the range the laws are fitted over.
-_CHECK = [(c, g, b) for c in (0.1, 10.0) for g in (0.2, 1.0) for b in (0.2, 1.5)]
+_CHECK = [(c, g, b) for c in (10.0, 1e4) for g in (0.2, 1.5) for b in (0.2, 1.5)]
 
 
 def _skeleton(plan: _CurvePlan, lo: int, hi: int, tol: float) -> tuple | None:
@@ -630,6 +628,10 @@ class CurveLaw(Law):
     curves: tuple[Curve, ...] = ()
     decay: float = 0.999  # Tissue's momentum factor lambda (a setting, not fitted)
     tol: float = 0.0  # loss-drop compression tolerance (0: every change one by one)
+    # The LR that log-space c refers to: c = log C - gamma log lr_ref, so that C eta^-gamma =
+    # e^c (eta / lr_ref)^-gamma; c and gamma are then nearly uncorrelated (with lr_ref = 1 they
+    # move together along c + gamma log eta ~ const, which slows every optimiser).
+    lr_ref: float = 1.0
     value_jac: ValueJac | None = None
     _plans: dict = field(default_factory=dict, compare=False, repr=False)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
@@ -654,7 +656,7 @@ class CurveLaw(Law):
                     f"(the curves this law was made for)"
                 )
             self._plans[key] = [
-                _plan_curve(self.curves[i - 1], rows, step_col[rows], self.decay, self.tol)
+                _plan_curve(self.curves[i - 1], rows, step_col[rows], self)
                 for i in np.unique(ids)
                 for rows in [np.flatnonzero(ids == i)]
             ]
@@ -728,9 +730,9 @@ MPL_GRID = {
     "a": (np.log(0.3), np.log(1.0)),
     "alpha": (0.3, 0.6),
     "b": (np.log(300.0), np.log(1000.0)),
-    "c": (np.log(0.5), np.log(3.0)),
+    "c": (np.log(100.0), np.log(1000.0)),  # log C + gamma log(peak LR): see CurveLaw.lr_ref
     "beta": (0.5,),
-    "gamma": (0.5,),
+    "gamma": (0.6,),
 }
 TISSUE_GRID = {
     "l0": (np.log(1.5), np.log(2.5), np.log(3.5)),
@@ -749,7 +751,20 @@ def multipower(
     compression of the loss drop relative to the summed LR decrease (0: none, every change
     summed one by one)."""
     params = ("l0", "a", "alpha", "b", "c", "beta", "gamma")
-    natural, from_natural, names = _log_coefs(params, ("l0", "a", "b", "c"))
+    log_natural, log_from_natural, names = _log_coefs(params, ("l0", "a", "b", "c"))
+    lr_ref = max(float(np.max(c.lr)) for c in curves) if curves else 1.0
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        out = log_natural(theta)
+        with np.errstate(over="ignore"):
+            out["C"] = np.exp(theta[..., 4] + theta[..., 6] * np.log(lr_ref))
+        return out
+
+    def from_natural(p: Mapping[str, float]) -> np.ndarray:
+        theta = log_from_natural(p)
+        theta[4] -= theta[6] * np.log(lr_ref)
+        return theta
+
     law = CurveLaw(
         name="multipower",
         formula="L = L0 + A (S1 + S_W)^-alpha - B sum_k (eta_{k-1} - eta_k) "
@@ -764,6 +779,7 @@ def multipower(
         natural_names=names,
         curves=tuple(curves),
         tol=float(tol),
+        lr_ref=lr_ref,
         value_jac=_mpl_value_jac,
     )
     return law
