@@ -195,20 +195,20 @@ class Retrier:
 
     def __call__(self, fn: Callable[[], T], what: str) -> T:
         """fn(), tried up to settings.attempts times; FetchError naming ``what`` at the end."""
-        for attempt in range(self.settings.attempts):
+        attempt = 0
+        while True:
             try:
                 return fn()
             except Exception as err:
+                attempt += 1
                 if not transient(err):
                     raise
-                if attempt + 1 == self.settings.attempts:
+                if attempt == self.settings.attempts:
                     raise FetchError(
-                        f"{what} failed {self.settings.attempts} times, last "
-                        f"{type(err).__name__}: {err} (HTTP {_status(err)}); try again later or "
-                        "with fewer workers"
+                        f"{what} failed {attempt} times, last {type(err).__name__}: {err} "
+                        f"(HTTP {_status(err)}); try again later or with fewer workers"
                     ) from err
-                self.sleep(self.wait(attempt, err))
-        raise AssertionError("unreachable")  # attempts >= 1
+                self.sleep(self.wait(attempt - 1, err))
 
 
 NUMERIC = frozenset({"integer", "floating", "mixed-integer-float", "decimal"})
