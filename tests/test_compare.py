@@ -131,37 +131,34 @@ def test_crossover_of_laws_that_cross_is_recovered(tmp_path_factory):
     assert "above it B is better" in (out / "report.md").read_text()
 
 
-def _history(r) -> list[dict]:
-    """Two logged rows of a run's learning curve (W&B history keys)."""
-    return [
-        {
-            "trainer/global_step": s,
-            "tokens": r.D * f,
-            "flops/chinchilla": r.C * f,
-            "val/loss": r.loss / f**0.05,
-        }
-        for s, f in ((1, 0.5), (2, 1.0))
-    ]
+class _Run:
+    """One finished W&B run: its record in the summary and two logged rows of its curve."""
+
+    def __init__(self, r, group: str, i: int, vocab: int):
+        record = dataclasses.replace(run_summary(r), vocab_size=vocab)
+        self.id, self.name, self.group, self.state = f"{group}{i}", r.run, group, "finished"
+        self.heartbeat_at, self.summary, self.config = "2026-01-01T00:00:00", record.to_dict(), {}
+        self.rows = [
+            {"trainer/global_step": s, "tokens": r.D * f, "flops/chinchilla": r.C * f,
+             "val/loss": r.loss / f**0.05}
+            for s, f in ((1, 0.5), (2, 1.0))
+        ]  # fmt: skip
+
+    def scan_history(self, keys=None, page_size: int = 1000):
+        return iter(self.rows)
 
 
 class _Api:
-    """Two groups of one W&B project, as ``wandb.Api`` lists them (fake_wandb.FakeRun's API)."""
+    """Two groups of one W&B project, listed as ``wandb.Api().runs`` lists them."""
 
     def __init__(self, groups: dict[str, pd.DataFrame], vocab: dict[str, int] | None = None):
-        self.runs_by_group = {}
-        for group, df in groups.items():
-            runs = []
-            for i, r in enumerate(df.itertuples()):
-                record = run_summary(types.SimpleNamespace(**r._asdict()))
-                record = dataclasses.replace(record, vocab_size=(vocab or {}).get(group, 256))
-                runs.append(
-                    types.SimpleNamespace(
-                        id=f"{group}{i}", name=r.run, group=group, state="finished",
-                        heartbeat_at="2026-01-01T00:00:00", summary=record.to_dict(),
-                        config={}, scan_history=lambda *a, _h=_history(r), **k: iter(_h),
-                    )
-                )  # fmt: skip
-            self.runs_by_group[group] = runs
+        self.runs_by_group = {
+            group: [
+                _Run(types.SimpleNamespace(**r._asdict()), group, i, (vocab or {}).get(group, 256))
+                for i, r in enumerate(df.itertuples())
+            ]
+            for group, df in groups.items()
+        }
 
     def runs(self, path, filters=None, order="+created_at", per_page=50, lazy=True):
         return iter(self.runs_by_group[(filters or {})["group"]])
