@@ -127,8 +127,9 @@ def _envelope_matrix(
 
 
 def _envelope(grid: np.ndarray, loss: np.ndarray, run_ids: list) -> dict:
-    """The lower envelope approach 1 fitted: at each grid C the lowest loss and its run."""
-    has = np.isfinite(loss).any(axis=0)
+    """The lower envelope approach 1 fitted: the lowest loss and its run at each grid C where
+    two or more runs overlap (where approach 1 picks its minima)."""
+    has = np.isfinite(loss).sum(axis=0) >= 2
     win = np.argmin(np.where(np.isfinite(loss), loss, np.inf)[:, has], axis=0)
     return {
         "C": grid[has].tolist(),

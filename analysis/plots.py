@@ -138,7 +138,9 @@ def load_results(results_dir: Path) -> Results:
         if missing:
             raise ValueError(f"{curves_path} lacks columns {sorted(missing)}")
         curves = _numeric(curves, ["N", "tokens", "C", "loss"])
-        curves = curves[np.isfinite(curves["loss"]) & (curves["C"] > 0)]
+        axes = curves[["tokens", "C"]]
+        ok = (np.isfinite(axes) & (axes > 0)).all(axis=1)  # tokens and C: both log axes
+        curves = curves[np.isfinite(curves["loss"]) & ok]
     return Results(results_dir, runs, curves, fit, tuple(notes))
 
 
@@ -153,6 +155,8 @@ def _approach(fit: FitReport, key: str) -> tuple[Approach | None, str | None]:
         return None, f"{label} skipped: not in fit.json"
     if result.error is not None:
         return None, f"{label} skipped: {result.error}"
+    if isinstance(result, Approach3Result) and result.fit is None:
+        return None, f"{label} skipped: no law fit in fit.json"
     return result, None
 
 
@@ -165,9 +169,17 @@ def _no_power_law(key: str, result: Approach) -> str | None:
     return f"{label}: N_opt(C) not drawn: {why or 'no finite power law in fit.json'}"
 
 
+class NotedFigure(Figure):
+    """A figure that keeps the notes written on it (what it skipped), one line each."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[str] = []
+
+
 def _note(ax: Axes, notes: Sequence[str | None]) -> None:
-    """Write the notes (skipped layers) in the axes' lower-left corner; the text's label keeps
-    them one per line for the terminal (`figure_notes`)."""
+    """Write the notes (skipped layers) in the axes' lower-left corner and keep them on the
+    figure for the terminal (`figure_notes`)."""
     notes = [n for n in notes if n]
     text = "\n".join(textwrap.fill(n, 60) for n in notes)
     if text:
@@ -181,21 +193,16 @@ def _note(ax: Axes, notes: Sequence[str | None]) -> None:
             fontsize=6,
             color="0.25",
             gid="note",
-            label="\n".join(notes),
             bbox={"boxstyle": "square,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
             zorder=10,
         )
+        if isinstance(ax.figure, NotedFigure):
+            ax.figure.notes += notes
 
 
 def figure_notes(fig: Figure) -> list[str]:
     """The notes written on a figure, one per skipped layer."""
-    return [
-        line
-        for ax in fig.axes
-        for t in ax.texts
-        if t.get_gid() == "note"
-        for line in t.get_label().split("\n")
-    ]
+    return list(fig.notes) if isinstance(fig, NotedFigure) else []
 
 
 def _predict(a3: Approach3Result, N, D) -> np.ndarray:
@@ -248,7 +255,7 @@ def _sizes(runs: pd.DataFrame) -> tuple[list[float], dict[float, str]]:
 def _figure(n_panels: int, width: str | None, aspect: float = 0.78) -> tuple[Figure, list[Axes]]:
     """A figure of n_panels: side by side at double width, stacked at single width."""
     w = st.width_inches(width or ("double" if n_panels > 1 else "single"))
-    fig = Figure(layout="constrained")
+    fig = NotedFigure(layout="constrained")
     if n_panels == 1:
         fig.set_size_inches(w, w * aspect)
         return fig, [fig.subplots()]
@@ -508,8 +515,8 @@ def plot_isoflop(res: Results, width: str | None = None) -> Figure:
 
 def _band_title(pointwise: bool, fit: FitReport) -> str:
     """What the shaded bands are, for the legend title."""
-    pct = round(100 * fit.bootstrap.ci)
-    return f"bands: {pct}% bootstrap intervals;" if pointwise else "no interval bands;"
+    pct = f"{round(100 * fit.bootstrap.ci)}% " if _finite(fit.bootstrap.ci) else ""
+    return f"bands: {pct}bootstrap intervals;" if pointwise else "no interval bands;"
 
 
 def plot_compute_optimal(res: Results, width: str | None = None) -> Figure:

@@ -94,6 +94,9 @@ def test_approach1_envelope_is_the_lowest_fitted_curve(ladder):
     assert env["C"].min() >= runs["C"].min() * 0.999  # starts where approach 1 starts
     assert set(env["run"]) <= set(runs["run"])
     curves = curves[curves["C"] >= runs["C"].min() * 0.999]  # the part approach 1 looks at
+    span = curves.groupby("run")["C"].agg(["min", "max"])
+    overlap = [((span["min"] <= c) & (c <= span["max"])).sum() for c in env["C"]]
+    assert min(overlap) >= 2  # only where approach 1 picks minima: two or more runs overlap
     for c, loss, run in env.iloc[::17].itertuples(index=False):
         at_c = [
             np.interp(np.log10(c), np.log10(g["C"]), g["loss"])
@@ -131,3 +134,15 @@ def test_approach2_budgets_list_their_runs_and_heldout(ladder):
     # a held-out budget of its own joins no fitted budget
     far = held.assign(C=held["C"] * 10)
     assert all(not b["heldout_runs"] for b in approach2(fitted, 6.0, heldout=far)["budgets"])
+
+
+def test_approach1_envelope_stops_where_one_run_is_left(ladder):
+    """Past the other runs' curves a single run is no minimum over sizes: approach 1 fits no
+    point there, and its envelope does not run on along that one curve."""
+    runs, curves = ladder
+    top = runs[runs["C"] == runs["C"].max()]
+    keep = runs[(runs["C"] < runs["C"].max()) | (runs["run"] == top["run"].iloc[2])]
+    out = approach1(curves[curves["run"].isin(keep["run"])], keep, 6.0)
+    second = keep.loc[keep["C"] < keep["C"].max(), "C"].max()
+    assert max(out["envelope"]["C"]) <= second * 1.0001
+    assert max(p["C"] for p in out["points"]) <= second * 1.0001
