@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 import types
 
 import numpy as np
@@ -25,9 +26,11 @@ from analysis.compare import (
     CompareError,
     CompareReport,
     common_units,
+    log_compare,
     main,
     parser,
 )
+from analysis.wandb_offline import read_offline_run
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}
 GAMMA = TRUE["alpha"] * TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
@@ -255,3 +258,47 @@ def test_help_lists_every_setting(capsys):
     text = capsys.readouterr().out
     for flag in ("--shared-e", "--group-a", "--bytes-per-token-b", "--flops", "--unit", "--wandb"):
         assert flag in text
+
+
+def test_wandb_view_logs_the_comparison_offline(known, monkeypatch, tmp_path):
+    """--wandb: one analysis run (job type compare) with the multiplier at each target."""
+    report, out = known
+    for key, value in (("WANDB_SILENT", "true"), ("WANDB_DISABLE_GIT", "true")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    config = dataclasses.replace(report.config, wandb=True, wandb_mode="offline")
+    run_dir = log_compare(out, report, config)
+    assert run_dir.parent == out / "wandb" and run_dir.name.startswith("offline-run-")
+    deadline = time.monotonic() + 20
+    while (logged := read_offline_run(run_dir))[
+        "exit_code"
+    ] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert logged["job_type"] == "compare" and logged["project"] == "scaling"
+    for t in report.targets:
+        assert logged["summary"][f"multiplier/C={t.C:.3g}"] == pytest.approx(t.multiplier.value)
+    assert logged["config"]["shared_e"] is False
+
+
+@pytest.mark.slow
+def test_shared_irreducible_loss_narrows_the_known_multiplier(known, tmp_path_factory):
+    """One E for both ladders (a joint fit, each ladder's runs resampled apart): the interval
+    still holds k, and is narrower at 10x the largest run than with independent fits."""
+    separate, _ = known
+    report, _ = compare(
+        tmp_path_factory, ladder(TRUE, 0), ladder(SCALED, 1), "--shared-e",
+        "--targets", "1e18,1e19,1e21",
+    )  # fmt: skip
+    assert report.shared_law is not None and report.shared_law.law == "chinchilla_shared_e"
+    e = report.shared_law.params["E"]
+    assert inside(TRUE["E"], e.ci) and report.a.frontier["E"].value == e.value
+    for t in report.targets:
+        assert inside(K, t.multiplier.ci), (t.C, t.multiplier)
+
+    def width(est):
+        return np.log(est.ci[1] / est.ci[0])
+
+    far, far_separate = report.targets[-1], separate.targets[-1]
+    assert far.C == far_separate.C == 1e21  # 10x the largest run: where E matters
+    assert width(far.multiplier) < 0.5 * width(far_separate.multiplier)
