@@ -432,8 +432,11 @@ def from_wandb(
     # every run's curve in one pass over the long table (thousands of runs): evaluation rows
     # of the runs read from a run record (the rows that carry N)
     known = {i: row for i, row in enumerate(rows) if "N" in row}
-    values = _wandb_curve(fetched.history)
-    values["_run"] = fetched.history["_run"]
+    history = fetched.history
+    if WANDB_KEYS["val_loss"] in history:  # evaluation rows only: a tenth of them or fewer
+        history = history[history[WANDB_KEYS["val_loss"]].notna()]
+    values = _wandb_curve(history)
+    values["_run"] = history["_run"]
     values = values[values["loss"].notna() & values["_run"].isin(list(known))]
     for col in ("run", "sweep", "size", "N"):
         values[col] = values["_run"].map({i: row[col] for i, row in known.items()})

@@ -370,21 +370,25 @@ def _rekeyed(table: pa.Table, new: np.ndarray, name: str) -> pa.Table:
     """The rows whose old key maps to a new one (``new[old] >= 0``), that key in ``name``."""
     at = new[table[KEY].to_numpy()]
     keep = at >= 0
-    return table.filter(pa.array(keep)).drop_columns([KEY]).append_column(name, pa.array(at[keep]))
+    if not keep.all():  # else every row stays: no copy
+        table, at = table.filter(pa.array(keep)), at[keep]
+    return table.drop_columns([KEY]).append_column(name, pa.array(at))
 
 
 def _from_cache(
     runs: list[FetchedRun], keys: list[tuple[str, str]], table: pa.Table | None
-) -> tuple[list[int], pa.Table | None]:
-    """(positions of the runs whose cached key matches, their rows tagged ``_run``)."""
+) -> tuple[list[int], pa.Table | None, bool]:
+    """(positions of the runs whose cached key matches, their rows tagged ``_run``, whether
+    those rows are in run order already: the file keeps each run's rows together, in key order)."""
     slot = {key: k for k, key in enumerate(keys)}
     found = {i: slot.get((r.id, r.updated)) for i, r in enumerate(runs) if r.id is not None}
     hits = [i for i, k in found.items() if k is not None]
     if not hits or table is None:
-        return [], None
+        return [], None, True
     position = np.full(len(keys), -1, np.int64)
     position[[found[i] for i in hits]] = hits
-    return hits, _rekeyed(table, position, "_run")
+    ordered = bool(np.all(np.diff(position[position >= 0]) > 0))
+    return hits, _rekeyed(table, position, "_run"), ordered
 
 
 def _store(cache: RunCache, runs: list[FetchedRun], fresh: dict[int, pa.Table], old: tuple) -> None:
@@ -449,8 +453,8 @@ def fetch_runs(
 
     pool = ThreadPoolExecutor(max_workers=min(settings.workers, max(1, len(listed))))
     try:
-        runs = list(pool.map(guarded(lambda r: _describe(r, retry)), listed))
-        hits, cached = _from_cache(runs, *old)
+        runs = [guarded(lambda r: _describe(r, retry))(r) for r in listed]  # listed in full
+        hits, cached, ordered = _from_cache(runs, *old)
         todo = sorted(set(range(len(runs))) - set(hits))
         fresh = dict(zip(todo, pool.map(guarded(lambda i: _rows(listed[i], retry)), todo)))
     finally:
@@ -463,6 +467,6 @@ def fetch_runs(
         [cached] if cached is not None else []
     )
     history = _concat(parts) if parts else pa.table({"_run": pa.array([], pa.int64())})
-    if not np.all(np.diff(history["_run"].to_numpy()) >= 0):  # cached after fresh rows
-        history = history.take(pc.sort_indices(history["_run"]))  # stable: logged order kept
-    return Fetched(runs=runs, history=history.to_pandas())
+    if not ordered or (fresh and cached is not None):  # a run's rows stay in logged order
+        history = history.take(pc.sort_indices(history["_run"]))  # (a stable sort)
+    return Fetched(runs=runs, history=history.to_pandas(split_blocks=True, self_destruct=True))
