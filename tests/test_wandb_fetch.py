@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import wandb
 from fake_wandb import FakeApi, http_error
 
+from analysis.cli import main as fit_main
 from analysis.collect import CollectError, from_wandb
 from analysis.wandb_fetch import (
     FetchError,
@@ -158,3 +160,14 @@ def test_missing_group_is_named_with_the_groups_that_exist():
 def test_bad_settings_are_named():
     with pytest.raises(FetchError, match=r"workers=0.*workers, attempts and per_page >= 1"):
         FetchSettings(workers=0)
+
+
+def test_scaling_fit_names_a_missing_group_in_one_line(monkeypatch, tmp_path, capsys):
+    """The real command (`scaling-fit wandb:e/p --group ...`): exit 2, one line, nothing written."""
+    monkeypatch.setenv("SCALING_WANDB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wandb, "Api", lambda: FakeApi(4, 5, group="ladder"))
+    code = fit_main(["wandb:e/p", "--group", "ladr", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "W&B group 'ladr' does not exist in project 'e/p'" in err and "['ladder']" in err
+    assert not (tmp_path / "out").exists()
