@@ -13,16 +13,16 @@ Losses must be in one unit and C in one FLOP convention: ladders whose corpora o
 differ, or whose FLOPs were counted differently, are refused before anything is fitted unless
 the user maps them to a common unit (``unit: bits_per_byte`` with bytes per token,
 ``flops: 6nd``, or ``flops: as_given`` asserting the C columns agree).
+
+The command line and the results folder are `analysis.compare_cli`; the figure is
+`analysis.compare_plot`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import sys
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +34,10 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from analysis.cli import Selection, _option, _Parser, check_paths, fit_parametric, select
-from analysis.collect import CSV_TARGETS, Collected, CollectError, collect
-from analysis.fit import FitError, FitResult, bootstrap, fit
-from analysis.fitconfig import FitConfig, FitConfigError
+from analysis.cli import Selection, fit_parametric, select
+from analysis.collect import CSV_TARGETS, Collected
+from analysis.fit import FitResult, bootstrap, fit
+from analysis.fitconfig import FitConfig
 from analysis.laws import get_law
 from analysis.optimal import chinchilla_optimum
 from analysis.report import fmt, fmt_ci
@@ -50,7 +50,7 @@ from analysis.results import (
     law_fit_from,
     to_plain,
 )
-from scaling.contract import CONVENTIONS, WandbMode, atomic_write_text, field_docs
+from scaling.contract import CONVENTIONS, WandbMode, atomic_write_text
 
 COMPARE_FORMAT = 1
 """Version of the compare.json layout."""
@@ -504,13 +504,17 @@ def _common_flops(a: Collected, b: Collected, config: CompareConfig) -> list[str
 
 
 @dataclass
-class _Side:
-    """One ladder while it is fitted: collected runs, selection, fit and resampled parameters."""
+class FittedLadder:
+    """One ladder while it is fitted (in memory only): its runs, selection, fit and resamples."""
 
     collected: Collected
+    """The collected runs and curves (losses and C already in the common unit)."""
     selection: Selection
+    """The runs fitted after exclusions, and the FLOP factor k."""
     result: FitResult
+    """The fitted law (with a shared E: this ladder's part of the joint fit)."""
     boot: np.ndarray | None
+    """Bootstrap parameters (n, P) from resamples of this ladder's runs (None: no bootstrap)."""
 
 
 def _split(theta: np.ndarray, i: int) -> np.ndarray:
@@ -522,7 +526,9 @@ def _split(theta: np.ndarray, i: int) -> np.ndarray:
     )
 
 
-def _fit_shared_e(sides: list[_Side], config: CompareConfig) -> tuple[FitResult, np.ndarray | None]:
+def _fit_shared_e(
+    sides: list[FittedLadder], config: CompareConfig
+) -> tuple[FitResult, np.ndarray | None]:
     """Refit both ladders jointly with one E; each side gets its part (and resamples)."""
     law = get_law("chinchilla_shared_e")
     data = pd.concat(
@@ -553,14 +559,14 @@ def _fit_shared_e(sides: list[_Side], config: CompareConfig) -> tuple[FitResult,
 
 def fit_ladders(
     a: Collected, b: Collected, config: CompareConfig
-) -> tuple[list[_Side], LawFit | None]:
+) -> tuple[list[FittedLadder], LawFit | None]:
     """Select and fit both ladders (jointly with a shared E if asked)."""
     sides = []
     for col, which in ((a, "a"), (b, "b")):
         side_config = config.side(which)
         sel = select(col, side_config)
         result, boot = fit_parametric(sel, side_config)
-        sides.append(_Side(col, sel, result, boot))
+        sides.append(FittedLadder(col, sel, result, boot))
     if not config.shared_e:
         return sides, None
     joint, boot = _fit_shared_e(sides, config)
@@ -622,7 +628,7 @@ def _estimate(value: np.ndarray, samples: np.ndarray | None, ci: float) -> Estim
     return Estimate(float(value), lo_hi)
 
 
-def _grid(sides: list[_Side], config: CompareConfig, targets: list[float]) -> np.ndarray:
+def _grid(sides: list[FittedLadder], config: CompareConfig, targets: list[float]) -> np.ndarray:
     """Log-spaced computes of the curve and the crossover search, targets included."""
     c_all = np.concatenate([s.selection.fitted["C"].to_numpy(float) for s in sides])
     lo, hi = config.c_range or (c_all.min(), 2 * max(10 * c_all.max(), *targets))
@@ -630,7 +636,7 @@ def _grid(sides: list[_Side], config: CompareConfig, targets: list[float]) -> np
 
 
 def _ladder(
-    side: _Side, config: CompareConfig, which: str, unit: str, front: Frontier
+    side: FittedLadder, config: CompareConfig, which: str, unit: str, front: Frontier
 ) -> LadderFit:
     """The LadderFit of one fitted side."""
     fitted, ci = side.selection.fitted, config.ci
@@ -658,7 +664,7 @@ def _ladder(
 
 
 def compare_fits(
-    sides: list[_Side], config: CompareConfig, units: tuple[str, str], joint: LawFit | None
+    sides: list[FittedLadder], config: CompareConfig, units: tuple[str, str], joint: LawFit | None
 ) -> CompareReport:
     """The comparison of two fitted ladders: multiplier curve, targets, crossover."""
     k = [s.selection.k for s in sides]
@@ -798,154 +804,3 @@ def summary_text(report: CompareReport, paths: Sequence[Path]) -> str:
     lines.append(crossover_text(report))
     lines.append(f"wrote {', '.join(str(p) for p in paths)}")
     return "\n".join(lines)
-
-
-def write_outputs(out_dir: Path, report: CompareReport, sides: list[_Side]) -> list[Path]:
-    """compare.json, report.md, each ladder's runs table and the figure."""
-    # Imported here: matplotlib takes a second to import and only the figure needs it.
-    from analysis.compare_plot import plot_compare
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [report.save(out_dir / "compare.json")]
-    atomic_write_text(out_dir / "report.md", markdown_report(report))
-    paths.append(out_dir / "report.md")
-    for s, name in zip(sides, SIDES):
-        s.collected.runs.to_csv(out_dir / f"runs_{name}.csv", index=False)
-        paths.append(out_dir / f"runs_{name}.csv")
-    runs = [s.selection.fitted for s in sides]
-    paths += plot_compare(report, runs, out_dir / "figures" / "compare")
-    return paths
-
-
-def run_compare(
-    source_a: str | Path,
-    source_b: str | Path,
-    out_dir: str | Path,
-    config: CompareConfig | None = None,
-    *,
-    quiet: bool = False,
-) -> CompareReport:
-    """Collect and fit both ladders, compare them, write ``out_dir``; the comparison."""
-    config = CompareConfig() if config is None else config
-    for source in (source_a, source_b):
-        check_paths(source, out_dir)
-    collected = []
-    for source, which in ((source_a, "a"), (source_b, "b")):
-        side = config.side(which)
-        collected.append(
-            collect(source, convention=config.convention, group=side.group, columns=side.columns)
-        )
-    unit_a, unit_b, warnings = common_units(*collected, config)
-    sides, joint = fit_ladders(*collected, config)
-    report = compare_fits(sides, config, (unit_a, unit_b), joint)
-    report.warnings = [*warnings, *report.warnings]
-    paths = write_outputs(Path(out_dir), report, sides)
-    for warning in report.warnings:
-        print(f"scaling-compare: warning: {warning}", file=sys.stderr)
-    if not quiet:
-        print(summary_text(report, paths))
-    if config.wandb:
-        log_compare(Path(out_dir), report, config)
-    return report
-
-
-def log_compare(out_dir: Path, report: CompareReport, config: CompareConfig) -> Path:
-    """Log the comparison (multiplier table, figure, summary, compare.json) as a W&B run."""
-    # Imported only when asked for: wandb takes ~2 s to import.
-    import wandb
-
-    from analysis.wandb_mode import resolve_mode
-
-    source = str(report.a.source)
-    project = config.wandb_project or (source[6:] if source.startswith("wandb:") else "scaling")
-    groups = [g for g in (config.group_a, config.group_b) if g]
-    curve = report.multiplier
-    table = pd.DataFrame(
-        {"C": curve.C, "multiplier": curve.value, "loss_a": curve.loss_a, "loss_b": curve.loss_b}
-    )
-    if curve.ci is not None:
-        table["multiplier_low"], table["multiplier_high"] = curve.ci
-    run = wandb.init(
-        project=project,
-        group=groups[0] if len(groups) == 1 else None,
-        job_type="compare",
-        name="compare-" + "-vs-".join(groups or ["A", "B"]),
-        dir=str(out_dir),
-        mode=resolve_mode(config.wandb_mode),
-        config=to_plain(config) | {"source_a": report.a.source, "source_b": report.b.source},
-        settings=wandb.Settings(init_timeout=30),
-    )
-    try:
-        png = out_dir / "figures" / "compare.png"
-        run.log(
-            {
-                "multiplier": wandb.Table(dataframe=table.fillna(float("inf"))),
-                "figures/compare": wandb.Image(str(png)),
-            }
-        )
-        summary = {f"multiplier/C={t.C:.3g}": t.multiplier.value for t in report.targets}
-        summary["crossover/C"] = report.crossover.C[0] if report.crossover.C else None
-        run.summary.update(summary)
-        artifact = wandb.Artifact("compare", type="compare")
-        artifact.add_file(str(out_dir / "compare.json"))
-        run.log_artifact(artifact)
-        run_dir = Path(run.dir).parent
-    finally:
-        wandb.finish()
-    return run_dir
-
-
-# ---- the command line: one option per CompareConfig field, generated from the dataclass ----
-
-
-def parser() -> argparse.ArgumentParser:
-    """The command-line interface of scaling-compare: two sources, --out, --config and one option
-    per `CompareConfig` field (given options override the chosen config field by field)."""
-    p = _Parser(
-        prog="scaling-compare",
-        description="Recipe B against recipe A: fit both ladders and report the effective compute "
-        "multiplier of B over A against C (with bootstrap intervals), its value at targets and the "
-        "crossover compute where the ranking flips. Sources as for scaling-fit.",
-        argument_default=argparse.SUPPRESS,
-    )
-    p.add_argument(
-        "source_a",
-        help="ladder A (the reference): run store, wandb:entity/project, W&B offline folder or CSV",
-    )
-    p.add_argument("source_b", help="ladder B (the new recipe), the same kinds of source")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument(
-        "--config",
-        default=None,
-        help=f"named settings in conf/compare/ ({', '.join(named_configs())}) or a YAML file; "
-        "the options below override its fields",
-    )
-    docs, hints = field_docs(CompareConfig), typing.get_type_hints(CompareConfig)
-    for f in dataclasses.fields(CompareConfig):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        help_text = f"{docs[f.name]} (default: {default})".replace("%", "%%")
-        p.add_argument(
-            f"--{f.name.replace('_', '-')}", dest=f.name, help=help_text, **_option(hints[f.name])
-        )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``scaling-compare``."""
-    args = vars(parser().parse_args(argv))
-    a, b, out, name = (
-        args.pop("source_a"),
-        args.pop("source_b"),
-        args.pop("out"),
-        args.pop("config"),
-    )
-    try:
-        run_compare(a, b, out, CompareConfig.load(name, args))
-    except (CompareError, FitError, CollectError, FitConfigError) as err:
-        print(f"scaling-compare: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,15 +21,8 @@ from fixtures_analysis import run_summary
 from scipy.optimize import brentq
 
 from analysis.collect import collect
-from analysis.compare import (
-    CompareConfig,
-    CompareError,
-    CompareReport,
-    common_units,
-    log_compare,
-    main,
-    parser,
-)
+from analysis.compare import CompareConfig, CompareError, CompareReport, common_units
+from analysis.compare_cli import log_compare, main, parser
 from analysis.wandb_offline import read_offline_run
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}
