@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_sweeps import plan_of
+from test_sweeps import cli, plan_of
 
-from analysis.hparams import HparamsReport, HparamsSettings, fit_hparams, grid_from_store, main
+from analysis.hparams import (
+    HparamsReport,
+    HparamsSettings,
+    fit_hparams,
+    grid_from_csv,
+    grid_from_store,
+    main,
+)
 from scaling.config import ConfigError
 from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 
@@ -87,11 +94,10 @@ def _steplaw_independent(band: float = 0.0025) -> dict[str, float]:
     return {"c": np.exp(log_c), "a": a, "b": e_d, "k": np.exp(log_k), "m": m}
 
 
-def test_steplaw_grid_matches_an_independent_computation(tmp_path, capsys) -> None:
-    out = tmp_path / "steplaw"
-    assert main([str(STEPLAW), "--out", str(out), "--bootstrap", "100", *STEPLAW_ARGS]) == 0
-    report = HparamsReport.load(out)
-    assert report.n_runs == 1911 and len(report.cells) == 17
+def test_steplaw_grid_matches_an_independent_computation() -> None:
+    grid, convention = grid_from_csv(STEPLAW, {"B": "bs", "loss": "smooth loss"}, 2048.0)
+    report = fit_hparams(grid, HparamsSettings(n_bootstrap=0), str(STEPLAW), convention)
+    assert report.n_runs == 1911 and len(report.cells) == 17 and convention == "6ND"
     ref = _steplaw_independent()
     lr, b = report.laws["lr_ND"], report.laws["B_D"]
     got = {
@@ -106,6 +112,18 @@ def test_steplaw_grid_matches_an_independent_computation(tmp_path, capsys) -> No
     assert got["a"] == pytest.approx(TRUE["a"], abs=0.1)
     assert got["b"] == pytest.approx(TRUE["b"], abs=0.1)
     assert got["m"] == pytest.approx(TRUE["m"], abs=0.05)
+
+
+def test_cli_writes_json_report_and_figure(tmp_path, capsys) -> None:
+    grid = synthetic_grid()
+    small = grid[grid["N"].isin([1e7, 3e7]) & grid["D"].isin([2e9, 8e9])]  # 4 cells
+    csv = tmp_path / "grid.csv"
+    small.rename(columns={"B": "bs", "loss": "smooth loss"}).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    assert main([str(csv), "--out", str(out), "--bootstrap", "20", *STEPLAW_ARGS[:2]]) == 0
+    report = HparamsReport.load(out)
+    assert len(report.cells) == 4 and report.settings.n_bootstrap == 20
+    assert report.laws["lr_ND"].exponents["N"].ci is not None
     for name in ("hparams.json", "hparams.md", "hparams_grid.pdf", "hparams_grid.png"):
         assert (out / name).stat().st_size > 0
     assert "## Hyperparameter laws" in (out / "hparams.md").read_text()
@@ -145,7 +163,7 @@ def _write_run(root: Path, n: int, d: int, lr: float, bs: int, loss: float) -> N
 def test_run_store_grid_reads_batch_size_in_tokens(tmp_path) -> None:
     runs = tmp_path / "runs" / "lr_bs"
     full = synthetic_grid()
-    grid = full[full.index % 2 == 0]  # a coarser grid: fewer run folders to write and read
+    grid = full[full.index % 6 == 0]  # a coarser grid: fewer run folders to write and read
     for i, r in enumerate(grid.itertuples()):
         bs = max(1, round(r.B / 32))  # the store records sequences of 32 tokens
         _write_run(runs / f"run{i}", int(r.N), int(r.D), r.lr, bs, r.loss)
@@ -203,3 +221,26 @@ def test_lr_bs_sweep_plans_names_and_refuses_bad_grids(data_cache, tmp_path) -> 
         plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[0,8]")
     with pytest.raises(ConfigError, match=r"sweep.batch_sizes=\[8\] has one value"):
         plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[8]")
+
+
+@pytest.mark.slow
+def test_real_lr_bs_sweep_gives_cells_and_laws(tmp_path, data_cache) -> None:
+    """A tiny real lr_bs sweep (16 Lightning runs) read back by scaling-hparams."""
+    out = cli(
+        tmp_path,
+        data_cache,
+        "+sweep=lr_bs",
+        "sweep.sizes=[10k,20k]",
+        "sweep.tokens=[20480,40960]",
+        "sweep.batch_sizes=[4,8]",
+        "sweep.lrs=[3e-3,1e-2]",
+        "sweep.min_steps=1",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "completed 16 / diverged 0 / failed 0" in out.stdout
+    runs = tmp_path / "runs" / "lr_bs"
+    assert main([str(runs), "--out", str(tmp_path / "out"), "--bootstrap", "20"]) == 0
+    report = HparamsReport.load(tmp_path / "out")
+    assert report.n_runs == 16 and [c.n_runs for c in report.cells] == [4] * 4
+    assert all(c.Bs == [128.0, 256.0] and c.lrs == [3e-3, 1e-2] for c in report.cells)
+    assert all(np.isfinite(e.value) for law in report.laws.values() for e in law.exponents.values())
