@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
 import time
 import types
 
@@ -19,9 +21,19 @@ import pandas as pd
 import pytest
 from fixtures_analysis import run_summary
 from scipy.optimize import brentq
+from test_fit_doc import DOC, fields_table
 
 from analysis.collect import collect
-from analysis.compare import CompareConfig, CompareError, CompareReport, common_units
+from analysis.compare import (
+    CompareConfig,
+    CompareError,
+    CompareReport,
+    Crossover,
+    LadderFit,
+    MultiplierCurve,
+    TargetMultiplier,
+    common_units,
+)
 from analysis.compare_cli import log_compare, main, parser
 from analysis.wandb_offline import read_offline_run
 
@@ -295,3 +307,22 @@ def test_shared_irreducible_loss_narrows_the_known_multiplier(known, tmp_path_fa
     far, far_separate = report.targets[-1], separate.targets[-1]
     assert far.C == far_separate.C == 1e21  # 10x the largest run: where E matters
     assert width(far.multiplier) < 0.5 * width(far_separate.multiplier)
+
+
+COMPARE_CLASSES = (
+    CompareReport, CompareConfig, LadderFit, MultiplierCurve, TargetMultiplier, Crossover,
+)  # fmt: skip
+DOC_BLOCK = re.compile(r"(<!-- compare-fields:start -->\n)(.*?)(<!-- compare-fields:end -->)", re.S)
+
+
+def test_formats_doc_lists_the_compare_fields() -> None:
+    """docs/formats.md section 4 is generated from the compare.json dataclasses' field docs
+    (regenerate with SCALING_UPDATE_DOCS=1, as section 3)."""
+    text = DOC.read_text()
+    m = DOC_BLOCK.search(text)
+    assert m, f"{DOC}: section 4 lost its <!-- compare-fields --> markers"
+    want = "\n".join(line for cls in COMPARE_CLASSES for line in fields_table(cls))
+    if os.environ.get("SCALING_UPDATE_DOCS"):
+        DOC.write_text(text[: m.start(2)] + want + text[m.end(2) :])
+        return
+    assert m.group(2) == want, "regenerate with SCALING_UPDATE_DOCS=1"
