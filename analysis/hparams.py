@@ -34,7 +34,7 @@ from analysis.collect import CollectError, collect, read_table
 from analysis.fit import FitError, bootstrap, fit, interval
 from analysis.laws import get_law
 from analysis.report import fmt, fmt_ci
-from analysis.results import Estimate, FitReportError, LawFit, from_plain, law_fit_from, to_plain
+from analysis.results import Estimate, LawFit, from_plain, law_fit_from, to_plain
 from analysis.style import BUDGET_CMAP, cmap, paper_style, save, width_inches
 from scaling.contract import CONVENTIONS, atomic_write_text
 
@@ -164,20 +164,27 @@ class HparamsReport:
 
     @classmethod
     def load(cls, path: Path | str) -> HparamsReport:
-        """Read an hparams.json (or the one in a results folder); FitReportError names it."""
+        """Read an hparams.json (or the one in a results folder); HparamsError names it."""
         path = Path(path)
         path = path / "hparams.json" if path.is_dir() else path
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise FitReportError(path, f"{type(err).__name__}: {err}") from None
+            raise HparamsError(f"cannot read {path}: {type(err).__name__}: {err}") from None
         if not isinstance(data, dict) or data.get("format") != HPARAMS_FORMAT:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise FitReportError(path, f"format {got!r} is not {HPARAMS_FORMAT}; rerun it")
+            raise HparamsError(
+                f"cannot read {path}: format {got!r} is not {HPARAMS_FORMAT}; rerun "
+                "scaling-hparams to rewrite it"
+            )
         try:
-            return from_plain(cls, data, "")
+            report = from_plain(cls, data, "")
         except (TypeError, ValueError, KeyError) as err:
-            raise FitReportError(path, str(err)) from None
+            raise HparamsError(f"cannot read {path}: {err}") from None
+        missing = [k for k in LAW_OF if k not in report.laws]
+        if missing:
+            raise HparamsError(f"cannot read {path}: laws {missing} missing; rerun it")
+        return report
 
 
 # ---- the grid: runs -> cells -> optima ----

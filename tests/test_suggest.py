@@ -56,6 +56,7 @@ def test_hparams_laws_set_batch_and_lr_and_the_command_plans(results, data_cache
     d_ideal = c / (FitReport.load(results).k * s.model.N)
     assert s.batch_size == round(hp.laws["B_D"].predict(D=d_ideal) / 128)
     assert s.lr == pytest.approx(hp.laws["lr_ND"].predict(N=s.model.N, D=d_ideal))
+    assert any("outside the hparams grid's N range" in n for n in s.notes)  # 1e4 vs 1e7-3e8
     assert pytest.approx(d_ideal, rel=0.5 * s.batch_size * 128 / d_ideal + 1e-12) == s.D
     # the printed command, as scaling-train composes and plans it, trains exactly this
     overrides = s.command.split()[1:]
@@ -123,3 +124,7 @@ def test_a_fit_without_a_usable_law_is_refused(results, tmp_path, capsys) -> Non
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "bad.json"), "--compute", "1e20"])
     assert exc.value.code == 2 and "bad.json" in capsys.readouterr().err
+    (tmp_path / "hparams.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main([str(results), "--compute", "1e14", "--hparams", str(tmp_path / "hparams.json")])
+    assert exc.value.code == 2 and "format None is not 1" in capsys.readouterr().err

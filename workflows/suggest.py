@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.hparams import HparamsReport
+from analysis.hparams import HparamsError, HparamsReport
 from analysis.report import fmt_ci
 from analysis.results import Allocation, Estimate, FitReport, FitReportError, LawFit, to_plain
 from scaling.config import ModelConfig, TrainConfig
@@ -211,6 +211,20 @@ def _loss(
     return Estimate(value), [note]
 
 
+def _extrapolation(hp: HparamsReport, n: float, d: float) -> list[str]:
+    """A note where (N, D) lies more than 2x outside the LR x batch grid's cells."""
+    out = []
+    for name, x in (("N", n), ("D", d)):
+        values = [getattr(c, name) for c in hp.cells]
+        lo, hi = min(values), max(values)
+        if not lo / 2 <= x <= 2 * hi:
+            out.append(
+                f"{name} = {x:.4g} lies outside the hparams grid's {name} range "
+                f"[{lo:.3g}, {hi:.3g}]: batch size and LR are extrapolated"
+            )
+    return out
+
+
 def suggest(
     fit_path: Path,
     target: str,
@@ -245,6 +259,7 @@ def suggest(
         tokens_per_step = hp.laws["B_D"].predict(D=d_ideal)
         batch = max(1, round(tokens_per_step / seq_len))
         lr = hp.laws["lr_ND"].predict(N=model.N, D=d_ideal)
+        notes += _extrapolation(hp, model.N, d_ideal)
     else:
         batch, lr = TrainConfig.batch_size, None
         notes.append("no hparams.json: batch size and peak LR are the config defaults")
@@ -350,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seq_len=args.seq_len,
             tolerance=args.size_tolerance,
         )
-    except (SuggestError, FitReportError) as err:
+    except (SuggestError, FitReportError, HparamsError) as err:
         p.error(str(err))
     print(json.dumps(to_plain(s), indent=2) if args.json else text(s))
     return 0
