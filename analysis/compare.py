@@ -726,7 +726,7 @@ def compare_fits(
 
 
 def _fmt_m(est: Estimate) -> str:
-    """A multiplier with its interval: '2.01x [1.8x, 2.3x]' (inf: 'never reached by A')."""
+    """A multiplier with its interval: '2.01x [1.8x, 2.3x]' (inf: A never reaches B's loss)."""
 
     def one(x: float) -> str:
         return "inf" if math.isinf(x) else "n/a" if math.isnan(x) else f"{x:.3g}x"
