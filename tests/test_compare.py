@@ -19,7 +19,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_analysis import run_summary
+from fixtures_analysis import run_summary, write_run_store
 from scipy.optimize import brentq
 from test_fit_doc import DOC, fields_table
 
@@ -326,3 +326,20 @@ def test_formats_doc_lists_the_compare_fields() -> None:
         DOC.write_text(text[: m.start(2)] + want + text[m.end(2) :])
         return
     assert m.group(2) == want, "regenerate with SCALING_UPDATE_DOCS=1"
+
+
+def test_run_stores_of_different_corpora_are_refused(tmp_path, capsys):
+    """Two run stores whose records name other corpora: refused naming both, nothing written."""
+    stores = []
+    for name, corpus in (("a", "stdlib"), ("b", "web")):
+        runs = ladder(TRUE, 0).head(6)
+        curves = runs.assign(step=1, tokens=runs["D"])
+        root = write_run_store(tmp_path / name, runs, curves)
+        for path in root.rglob("summary.json"):
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "corpus": corpus}))
+        stores.append(str(root))
+    out = tmp_path / "out"
+    assert main([*stores, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "corpus ['stdlib']" in err and "corpus ['web']" in err and not out.exists()
