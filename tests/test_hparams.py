@@ -19,7 +19,7 @@ from analysis.hparams import (
     grid_from_store,
     main,
 )
-from scaling.config import ConfigError
+from scaling.config import ConfigError, SweepSpec
 from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,23 +204,25 @@ def test_bad_grids_are_one_line_errors(tmp_path, capsys, edit, args, message) ->
 
 def test_lr_bs_sweep_plans_names_and_refuses_bad_grids(data_cache, tmp_path) -> None:
     ov = ("sweep.sizes=[10k]", "sweep.tokens=[20480]", "sweep.min_steps=1")
-    sp = plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[4,8,24]",
+    sp = plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[8,24]",
                  "sweep.lrs=[1e-3,1e-2]")  # fmt: skip
     assert [(r.name, r.tokens_per_step, r.lr, r.D) for r in sp.runs] == [
-        ("10k-D2.05e4-bs4-lr1e-3", 128, 1e-3, 20480),
-        ("10k-D2.05e4-bs4-lr0.01", 128, 1e-2, 20480),
         ("10k-D2.05e4-bs8-lr1e-3", 256, 1e-3, 20480),
         ("10k-D2.05e4-bs8-lr0.01", 256, 1e-2, 20480),
     ]
     # 24 x 32 = 768 tokens per step: 27 steps train 20736 tokens, 1.2% over the cell's D
     assert [d.run for d in sp.dropped] == ["10k-D2.05e4-bs24-lr1e-3", "10k-D2.05e4-bs24-lr0.01"]
     assert all("does not divide D=20480" in d.reason for d in sp.dropped)
+    assert sp.warnings == [
+        "cell 10k tokens=20480 keeps 2 LR(s) x 1 batch size(s); the fit of its best LR and "
+        "batch size needs >= 2 of each"
+    ]
     with pytest.raises(ConfigError, match=r"sweep.lrs=\[0.001\] has one value"):
         plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[4,8]", "sweep.lrs=[1e-3]")
-    with pytest.raises(ConfigError, match=r"sweep.batch_sizes must be whole numbers >= 1"):
-        plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[0,8]")
     with pytest.raises(ConfigError, match=r"sweep.batch_sizes=\[8\] has one value"):
         plan_of(data_cache, tmp_path, "lr_bs", *ov, "sweep.batch_sizes=[8]")
+    with pytest.raises(ConfigError, match=r"sweep.batch_sizes must be whole numbers >= 1"):
+        SweepSpec(kind="lr_bs", batch_sizes=[0, 8])
 
 
 @pytest.mark.slow
