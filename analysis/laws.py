@@ -196,23 +196,25 @@ def _chinchilla_shared_e() -> Law:
     """Two ladders' Chinchilla laws with one irreducible loss E (scaling-compare --shared-e).
 
     Column ``ladder`` says whose law a point follows: 1 recipe A (A1, B1, alpha1, beta1), 2
-    recipe B (A2, B2, alpha2, beta2) (every fitted column must be > 0). Written as complex-safe numpy (the per-point
-    choice of parameters is not one linear term), differentiated by the complex step.
+    recipe B (A2, B2, alpha2, beta2) (every fitted column must be > 0). Each term is linear in
+    the parameters (a ladder's indicator times its coefficient and exponent), so the value and
+    the exact Jacobian come from the same description as Chinchilla's.
     """
     names = ("a1", "b1", "alpha1", "beta1", "a2", "b2", "alpha2", "beta2", "e")
     keep = ("alpha1", "beta1", "alpha2", "beta2")
 
-    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
-        second = np.asarray(cols["ladder"], dtype=float) > 1.5
+    def member(i: int, var: str | None = None) -> Callable[[Columns], np.ndarray]:
+        def feature(cols: Columns) -> np.ndarray:
+            on = (np.round(np.asarray(cols["ladder"], dtype=float)) == i).astype(float)
+            return on if var is None else -on * np.log(np.asarray(cols[var], dtype=float))
 
-        def pick(i: int) -> np.ndarray:  # recipe A's parameter i, or recipe B's (i + 4)
-            return np.where(second, theta[..., i + 4, None], theta[..., i, None])
+        return feature
 
-        log_n = np.log(np.asarray(cols["N"], dtype=float))
-        log_d = np.log(np.asarray(cols["D"], dtype=float))
-        e = theta[..., 8, None] + 0 * log_n
-        return logsumexp([pick(0) - pick(2) * log_n, pick(1) - pick(3) * log_d, e])
-
+    terms = (
+        {"a1": member(1), "alpha1": member(1, "N"), "a2": member(2), "alpha2": member(2, "N")},
+        {"b1": member(1), "beta1": member(1, "D"), "b2": member(2), "beta2": member(2, "D")},
+        {"e": 1.0},
+    )
     natural, from_natural = _exp_coef(*names, keep=keep)
     grid = {n: (5.0, 15.0) for n in ("a1", "b1", "a2", "b2")}
     grid |= {n: (0.3, 0.8) for n in keep} | {"e": (-0.5, 0.5)}
@@ -221,11 +223,12 @@ def _chinchilla_shared_e() -> Law:
         formula="L = E + A_i / N^alpha_i + B_i / D^beta_i (i = ladder 1 or 2, one E)",
         params=names,
         variables=("N", "D", "ladder"),
-        log_predict=log_predict,
+        log_predict=_lse_linear(terms, names),
         natural=natural,
         from_natural=from_natural,
         grid=grid,
         tex=r"$L = E + A_i/N^{\alpha_i} + B_i/D^{\beta_i}$",
+        terms=terms,
         natural_names=("E", "A1", "B1", "alpha1", "beta1", "A2", "B2", "alpha2", "beta2"),
     )
 
