@@ -68,7 +68,8 @@ class Schedule:
     """A learning-rate schedule: ``peak`` times a multiplier at every optimiser step.
 
     The multiplier follows ``scaling.module.lr_multiplier``: a linear warmup over ``warmup``
-    steps, then the kind's own shape (a subclass's ``after_warmup``).
+    steps, then the kind's own shape (a subclass's ``after_warmup``). Standard library only, so
+    that the trainer can run the very same classes (``trainer_schedule``).
     """
 
     total_steps: int  # optimiser steps of the run (the schedule is defined on 0..total_steps-1)
@@ -95,10 +96,9 @@ class Schedule:
             return (step + (0 if self.warmup_from_zero else 1)) / self.warmup
         return self.after_warmup(step)
 
-    def lrs(self) -> np.ndarray:
-        """The learning rate of every optimiser step, shape (total_steps,)."""
-        m = np.fromiter((self.multiplier(s) for s in range(self.total_steps)), float)
-        return self.peak * m
+    def lrs(self) -> list[float]:
+        """The learning rate of every optimiser step 0..total_steps-1."""
+        return [self.peak * self.multiplier(s) for s in range(self.total_steps)]
 
 
 @dataclass(frozen=True)
@@ -177,16 +177,23 @@ def trainer_schedule(
 ) -> Schedule:
     """The schedule ``scaling.module.lr_multiplier`` runs for a ``ScheduleConfig`` (its fields
     as keywords, ``kind`` one of constant / cosine / wsd), as a multiplier (peak 1)."""
-    horizon = wsd_total_steps or total_steps
-    warmup = min(warmup_max, round(warmup_frac * horizon))
-    if kind == "constant":
-        return Constant(total_steps, warmup)
-    if kind == "cosine":
-        return Cosine(total_steps, warmup, final_frac=final_lr_frac)
-    if kind == "wsd":
-        start = total_steps - max(1, round(cooldown_frac * total_steps))
-        return WSD(total_steps, warmup, decay_start=start, shape=Shape(cooldown_shape))
-    raise ValueError(f"unknown schedule kind {kind!r}; valid: constant, cosine, wsd")
+    if kind not in TRAINER_KINDS:
+        raise ValueError(f"unknown schedule kind {kind!r}; valid: {sorted(TRAINER_KINDS)}")
+    # Warmup is set by the run the schedule belongs to: for a WSD cooldown branch that is the
+    # long stable run (wsd_total_steps), as in the trainer.
+    warmup = min(warmup_max, round(warmup_frac * (wsd_total_steps or total_steps)))
+    start = total_steps - max(1, round(cooldown_frac * total_steps))
+    return TRAINER_KINDS[kind](total_steps, warmup, final_lr_frac, start, Shape(cooldown_shape))
+
+
+# ScheduleKind name -> (total_steps, warmup, final_lr_frac, decay_start, cooldown shape) -> schedule
+TRAINER_KINDS: dict[str, Callable[[int, int, float, int, Shape], Schedule]] = {
+    "constant": lambda total, warmup, final, start, shape: Constant(total, warmup),
+    "cosine": lambda total, warmup, final, start, shape: Cosine(total, warmup, final_frac=final),
+    "wsd": lambda total, warmup, final, start, shape: WSD(
+        total, warmup, decay_start=start, shape=shape
+    ),
+}
 
 
 # The multi-power-law repository's schedules (data/reference/README.md).
@@ -260,7 +267,13 @@ class Curve:
 
     def __post_init__(self) -> None:
         where = self.source or self.name
-        lr, steps = np.asarray(self.lr, float), np.asarray(self.steps)
+        object.__setattr__(self, "lr", np.asarray(self.lr, float))
+        object.__setattr__(self, "loss", np.asarray(self.loss, float))
+        steps = np.asarray(self.steps)
+        if steps.size and not np.array_equal(steps, np.round(steps)):
+            raise CurveError(f"{where}: logged steps must be whole numbers; got {steps[:3]}")
+        object.__setattr__(self, "steps", steps.astype(np.int64))
+        lr, steps = self.lr, self.steps
         if lr.ndim != 1 or lr.size == 0:
             raise CurveError(f"{where}: no learning rate given; need one per optimiser step")
         bad = np.flatnonzero(~np.isfinite(lr) | (lr < 0))
@@ -345,7 +358,7 @@ def read_reference_curve(path: str | Path) -> Curve:
     from the file name, checked against the logged ``lr`` column."""
     path = Path(path)
     df = pd.read_csv(path)
-    lr = reference_schedule(path.stem).lrs()
+    lr = np.array(reference_schedule(path.stem).lrs())
     steps = df["step"].to_numpy(int)
     if steps.max() >= lr.size:
         raise CurveError(f"{path}: step {steps.max()} beyond the schedule's {lr.size} steps")
@@ -725,11 +738,13 @@ def _log_coefs(names: tuple[str, ...], logs: tuple[str, ...]):
 CURVE_TEX_LABELS = {**TEX_LABELS, "L0": "$L_0$", "C": "$C$", "gamma": r"$\gamma$"}
 
 # Starts of the MPL fit: losses of a few nats, LR areas of 0.1-10 (LR ~1e-4, 1e3-1e5 steps).
+# Eight starts: on the published curves 16 of a 32-start grid (a and alpha at two values each)
+# reached the same optimum, and every evaluation sums ~60k (change, step) pairs.
 MPL_GRID = {
-    "l0": (np.log(1.5), np.log(3.0)),
-    "a": (np.log(0.3), np.log(1.0)),
-    "alpha": (0.3, 0.6),
-    "b": (np.log(300.0), np.log(1000.0)),
+    "l0": (np.log(2.0), np.log(3.0)),
+    "a": (np.log(0.5),),
+    "alpha": (0.5,),
+    "b": (np.log(300.0), np.log(3000.0)),
     "c": (np.log(100.0), np.log(1000.0)),  # log C + gamma log(peak LR): see CurveLaw.lr_ref
     "beta": (0.5,),
     "gamma": (0.6,),

@@ -242,9 +242,85 @@ def test_block_groups_keep_blocks_within_one_curve():
 
 # ----------------------------------------------------------------------------- published curves
 
-# The MPL fitted on cosine_24000, constant_24000 and wsdcon_9 (Huber delta 1e-3 on log loss,
-# tests/test_curve_laws.py::test_published_full_fit): log-space theta per size.
-PUBLISHED_THETA: dict[str, list[float]] = {}
+# Fitted on cosine_24000, constant_24000 and wsdcon_9 over each law's start grid (Huber delta
+# 1e-3 on log loss; test_published_fit_from_the_grid_reaches_the_stored_optimum redoes it):
+# (log-space theta, objective) per law and size.
+PUBLISHED = {
+    ("multipower", "25M"): (
+        [
+            1.148868885792919,
+            -0.658126707731415,
+            0.507634784992957,
+            8.4863952754827,
+            7.697686022253876,
+            0.010573274877167,
+            0.900637516651815,
+        ],
+        1.2804757149872e-04,
+    ),
+    ("multipower", "100M"): (
+        [
+            1.023351472775816,
+            -0.511353999255829,
+            0.448463720823690,
+            6.459786406743925,
+            4.814934405525443,
+            0.242455794339313,
+            1.353199288983156,
+        ],
+        2.2822043011511e-05,
+    ),
+    ("tissue", "25M"): (
+        [1.150004676922163, -0.666278776855146, 0.513209013190850, -0.911514166055437],
+        2.0178928633194e-04,
+    ),
+    ("tissue", "100M"): (
+        [1.025604361740886, -0.523166966700510, 0.454810571554094, -0.731412088626516],
+        1.2414700099204e-04,
+    ),
+}
+LAWS = {"multipower": multipower, "tissue": tissue}
+# Mean over the six held-out curves at those optima: (r2 at least, mean rel err at most). The
+# paper reports 0.9988 / 0.110% (25M) and 0.9983 / 0.142% (100M) for the MPL; the Huber optimum
+# here extrapolates cosine_72000 (3x the fitted length) and wsdcon_3 less well -- see the report.
+HELD_OUT_BARS = {
+    ("multipower", "25M"): (0.9972, 0.0014),  # measured 0.99725 / 0.138%
+    ("multipower", "100M"): (0.9968, 0.0018),  # measured 0.99683 / 0.175%
+    ("tissue", "25M"): (0.9979, 0.0015),  # measured 0.99793 / 0.141%
+    ("tissue", "100M"): (0.9977, 0.0016),  # measured 0.99778 / 0.154%
+}
+
+
+def published(law_name: str, size: str):
+    curves = [read_reference_curve(f) for f in sorted((REF / size).glob("*.csv"))]
+    table = curve_table(curves)
+    held = [c.name for c in curves if c.name not in TRAIN]
+    train = table[~held_out_rows(table, held)].reset_index(drop=True)
+    return LAWS[law_name](curves), table, train, held
+
+
+@pytest.mark.parametrize("key", list(PUBLISHED))
+def test_published_curves_held_out_predicted(key):
+    law, table, train, held = published(*key)
+    theta, objective = np.array(PUBLISHED[key][0]), PUBLISHED[key][1]
+    obj = Objective(law, cols_of(train), train["loss"])
+    f, g = obj.value_grad(theta[None])
+    assert f[0] == pytest.approx(objective, rel=1e-9)  # the evaluation is unchanged
+    assert np.abs(g).max() < 1e-6  # ... and this is the fit's optimum
+    scores = per_curve(law, theta, table, held)
+    r2 = np.mean([scores[n]["r2"] for n in held])
+    mre = np.mean([scores[n]["mean_rel_err"] for n in held])
+    min_r2, max_mre = HELD_OUT_BARS[key]
+    assert r2 >= min_r2 and mre <= max_mre, f"{key}: held-out r2 {r2:.5f}, rel err {mre:.4%}"
+    assert all(scores[n]["r2"] > 0.99 for n in TRAIN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["25M", "100M"])
+def test_published_fit_from_the_grid_reaches_the_stored_optimum(size):
+    law, _, train, _ = published("multipower", size)
+    result = fit(law, train)
+    assert result.objective <= PUBLISHED["multipower", size][1] * (1 + 1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input
