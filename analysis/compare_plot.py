@@ -76,7 +76,9 @@ def plot_compare(
         handles, labels = ax_m.get_legend_handles_labels()
         keep = dict(zip(labels, handles))
         ax_m.legend(keep.values(), keep.keys(), loc="best")
-        for ax in (ax_l, ax_m):  # 3, 4 rather than 3 x 10^0
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        plain = FuncFormatter(lambda y, _: f"{y:g}")  # 3, 4 rather than 3 x 10^0
+        for ax in (ax_l, ax_m):
+            ax.yaxis.set_major_formatter(plain)
+        ax_l.yaxis.set_minor_formatter(plain)  # a loss axis spans less than a decade
         st.declutter(fig)
         return st.save(fig, stem, fmt)
