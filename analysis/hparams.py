@@ -19,12 +19,14 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -43,6 +45,7 @@ HPARAMS_FORMAT = 1
 
 # the registry law of each fitted relation, and the variables it is a law of
 LAW_OF = {"lr_ND": "power_ND", "B_D": "power_D", "lr_C": "power_C", "B_C": "power_C"}
+SETTINGS_DIR = Path(__file__).resolve().parents[1] / "conf" / "hparams"
 HUBER_DELTA = 10.0  # on log residuals: plain least squares for every realistic residual
 OUTPUTS = ("hparams.json", "hparams.md", "hparams_grid.pdf", "hparams_grid.png")
 
@@ -63,6 +66,34 @@ class HparamsSettings:
     """Coverage of the percentile intervals."""
     seed: int = 0
     """Seed of the bootstrap."""
+
+    @classmethod
+    def load(
+        cls, name_or_path: str | Path = "steplaw", overrides: Mapping[str, Any] | None = None
+    ) -> HparamsSettings:
+        """The named setting (``conf/hparams/<name>.yaml``) or a YAML file, with overrides."""
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+            path = SETTINGS_DIR / f"{name_or_path}.yaml"
+        known = sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml"))
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise HparamsError(
+                f"hparams settings {str(name_or_path)!r} cannot be read ({type(err).__name__}); "
+                f"give a named setting {known} or a .yaml file"
+            ) from None
+        if not isinstance(data, dict):
+            raise HparamsError(f"{path}: expected a mapping of settings, got {data!r:.40}")
+        merged = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(merged) - set(valid))
+        if unknown:
+            raise HparamsError(f"{path}: unknown setting(s) {unknown}; valid: {valid}")
+        bad = {k: v for k, v in merged.items() if not isinstance(v, int | float) or v is True}
+        if bad:
+            raise HparamsError(f"{path}: settings {bad} must be numbers")
+        return cls(**merged)
 
     def __post_init__(self) -> None:
         if not 0 <= self.band < 1:
@@ -471,22 +502,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="a run store (e.g. runs/lr_bs) or a CSV with one row per run")
     p.add_argument("--out", type=Path, required=True, help="folder for the outputs")
-    d = HparamsSettings()
     p.add_argument(
-        "--band",
-        type=float,
-        default=d.band,
-        help="runs within this fraction of "
-        "a cell's best loss are optimal (default 0.0025, Step Law's 0.25%%)",
+        "--settings",
+        default="steplaw",
+        help="a named setting (conf/hparams/<name>.yaml) or a YAML file (default: steplaw: "
+        "band 0.25%%, 1,000 bootstrap resamples, 90%% intervals); the options below override it",
     )
     p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=d.n_bootstrap,
-        help="bootstrap resamples of the cells for the intervals (default %(default)s; 0: none)",
+        "--band", type=float, help="runs within this fraction of a cell's best loss are optimal"
     )
-    p.add_argument("--ci", type=float, default=d.ci, help="interval coverage (default 0.9)")
-    p.add_argument("--seed", type=int, default=d.seed, help="bootstrap seed")
+    p.add_argument(
+        "--bootstrap", type=int, help="bootstrap resamples of the cells for the intervals (0: none)"
+    )
+    p.add_argument("--ci", type=float, help="interval coverage, e.g. 0.9")
+    p.add_argument("--seed", type=int, help="bootstrap seed")
     p.add_argument(
         "--columns",
         type=_mapping,
@@ -522,7 +551,8 @@ def _check_out(source: str, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> tuple[HparamsReport, list[Path]]:
     """Read the grid, fit the laws, write the outputs."""
-    settings = HparamsSettings(args.band, args.bootstrap, args.ci, args.seed)
+    given = {"band": args.band, "n_bootstrap": args.bootstrap, "ci": args.ci, "seed": args.seed}
+    settings = HparamsSettings.load(args.settings, given)
     _check_out(args.source, args.out)
     is_csv = Path(args.source).suffix == ".csv"
     if not is_csv and (args.columns or args.batch_unit != 1.0):

@@ -114,6 +114,11 @@ def test_steplaw_grid_matches_an_independent_computation() -> None:
     assert got["m"] == pytest.approx(TRUE["m"], abs=0.05)
 
 
+def test_default_settings_are_the_shipped_steplaw_yaml() -> None:
+    assert HparamsSettings.load() == HparamsSettings()
+    assert HparamsSettings.load("steplaw", {"band": 0.01, "seed": None}).band == 0.01
+
+
 def test_cli_writes_json_report_and_figure(tmp_path, capsys) -> None:
     grid = synthetic_grid()
     small = grid[grid["N"].isin([1e7, 3e7]) & grid["D"].isin([2e9, 8e9])]  # 4 cells
@@ -190,11 +195,15 @@ def test_run_store_grid_reads_batch_size_in_tokens(tmp_path) -> None:
         (lambda g: g.assign(loss=np.nan), [], "no run with a finite positive"),
         (lambda g: g, ["--band", "1.5"], "band=1.5 must be a fraction"),
         (lambda g: g, ["--columns", "X=y"], "bad --columns entries ['X']"),
+        (lambda g: g, ["--settings", "nope"], "give a named setting ['steplaw'] or a .yaml"),
+        (lambda g: g, ["--settings", "SETTINGS"], "unknown setting(s) ['bandd']; valid: ['band'"),
     ],
 )
 def test_bad_grids_are_one_line_errors(tmp_path, capsys, edit, args, message) -> None:
     csv = tmp_path / "grid.csv"
     edit(synthetic_grid()).to_csv(csv, index=False)
+    (tmp_path / "typo.yaml").write_text("bandd: 0.01\n")
+    args = [str(tmp_path / "typo.yaml") if a == "SETTINGS" else a for a in args]
     with pytest.raises(SystemExit) as exc:
         main([str(csv), "--out", str(tmp_path / "out"), "--bootstrap", "0", *args])
     err = capsys.readouterr().err
