@@ -459,8 +459,10 @@ def plot_grid(report: HparamsReport, ncols: int = 4) -> Figure:
         ax.yaxis.set_minor_locator(NullLocator())
     for ax in axes.flat[len(cells) :]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("batch size (tokens)")
+    for i, ax in enumerate(axes.flat[: len(cells)]):
+        if i + ncols >= len(cells):  # the lowest panel of its column: x labels under it
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel("batch size (tokens)")
     for ax in axes[:, 0]:
         ax.set_ylabel("peak LR")
     handles, labels = axes.flat[0].get_legend_handles_labels()
