@@ -261,6 +261,11 @@ def cells_of(runs: pd.DataFrame, band: float) -> tuple[list[Cell], list[str]]:
             )
         cell = cell_optimum(group, band)
         cells.append(cell)
+        if len(cell.Bs) < 2:
+            warnings.append(
+                f"cell N={n:.4g}, D={d:.4g} has one batch size ({cell.Bs[0]:g}): its B* is that "
+                "batch, not a located optimum"
+            )
         if cell.edge:
             warnings.append(
                 f"cell N={n:.4g}, D={d:.4g}: the best run (lr={cell.best_lr:g}, B={cell.best_B:g})"

@@ -75,6 +75,10 @@ def test_cell_at_the_grid_edge_is_warned() -> None:
     assert [c.edge for c in report.cells if c.edge] == [["highest lr"]]
     [warning] = report.warnings
     assert warning.startswith("cell N=1e+08, D=8e+09: the best run") and "highest lr" in warning
+    cell_max_b = grid.groupby(["N", "D"])["B"].transform("max")
+    one_b = grid[(grid["N"] != 1e7) | (grid["B"] == cell_max_b)]
+    report = fit_hparams(one_b, HparamsSettings(n_bootstrap=0), "synthetic", "6ND")
+    assert sum("has one batch size" in w for w in report.warnings) == 3  # N = 1e7's 3 cells
 
 
 def _steplaw_independent(band: float = 0.0025) -> dict[str, float]:
