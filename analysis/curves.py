@@ -462,9 +462,11 @@ def _plan_curve(curve: Curve, rows: np.ndarray, steps: np.ndarray, law: CurveLaw
 # area) to the logged step is at least FAR_RATIO times its own width is summed through
 # SKELETON of its changes: the summand is a smooth function of P(k-1) along the box (its
 # singularities lie at or beyond P(t)), so interpolating it at near-Chebyshev changes
-# converges geometrically (here ~(4 + sqrt(15))^-16 ~ 1e-14). Every box is checked against its
-# exact sum on test kernels before it is used; one that fails is split further.
-SKELETON, LEAF, FAR_RATIO = 16, 64, 1.5
+# converges geometrically (error ~(3.5 + sqrt(11.25))^-12 ~ 1e-10 at worst, far less for
+# farther steps). Every box is checked against its exact sum on test kernels (to ``tol``)
+# before it is used; one that fails is split further, down to changes summed one by one.
+# On the published cosine_24000 curve: 41,598 pairs instead of 1,867,234.
+SKELETON, LEAF, FAR_RATIO = 12, 40, 1.25
 # (C, gamma, beta) of the test kernels: the corners of the range the laws are fitted over.
 _CHECK = [(c, g, b) for c in (10.0, 1e4) for g in (0.2, 1.5) for b in (0.2, 1.5)]
 
