@@ -168,6 +168,10 @@ TEX_LABELS = {
     "alpha_N": r"$\alpha_N$",
     "alpha_D": r"$\alpha_D$",
     "alpha_S": r"$\alpha_S$",
+    "a": "$a$",
+    "b": "$b$",
+    "k": "$k$",
+    "L0": "$L_0$",
     **{f"{p}{i}": f"${p}_{i}$" for p in ("A", "B") for i in (1, 2)},
     **{f"{p}{i}": rf"$\{p}_{i}$" for p in ("alpha", "beta") for i in (1, 2)},
 }
@@ -377,6 +381,57 @@ def _power_nd() -> Law:
     )
 
 
+def _softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + exp(z)), complex-safe and without overflow for large real parts."""
+    big = np.real(z) > 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(
+            big,
+            z + np.log(1 + np.exp(-np.where(big, z, 0))),
+            np.log(1 + np.exp(np.where(big, 0, z))),
+        )
+
+
+def _sigmoid_l() -> Law:
+    """Acc(L) = a / (1 + exp(-k (L - L0))) + b: task accuracy against task loss L (bits per
+    byte of the correct answer), step 2 of the OLMo ladder chain (Bhagia et al. 2024); k < 0
+    when accuracy falls with loss. Complex-safe numpy, differentiated by the complex step."""
+    params = ("log_a", "k", "L0", "log_b")
+
+    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
+        la, k, l0, lb = (theta[..., i, None] for i in range(4))
+        x = np.asarray(cols["L"], dtype=float)
+        return logsumexp([la - _softplus(-k * (x - l0)), lb + 0 * x])
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        with np.errstate(over="ignore"):
+            return {"a": np.exp(theta[..., 0]), "k": theta[..., 1], "L0": theta[..., 2],
+                    "b": np.exp(theta[..., 3])}  # fmt: skip
+
+    def from_natural(p: Mapping[str, float]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array([np.log(p["a"]), p["k"], p["L0"], np.log(p["b"])], float)
+
+    grid = {
+        "log_a": (np.log(0.3), np.log(0.7)),
+        "k": (-20.0, -5.0, -1.0),
+        "L0": (0.3, 0.7, 1.0, 1.5, 2.5),
+        "log_b": (np.log(0.05), np.log(0.25), np.log(0.5)),
+    }
+    return Law(
+        name="sigmoid_L",
+        formula="Acc = a / (1 + exp(-k (L - L0))) + b",
+        params=params,
+        variables=("L",),
+        log_predict=log_predict,
+        natural=natural,
+        from_natural=from_natural,
+        grid=grid,
+        tex=r"$\mathrm{Acc} = a/(1 + e^{-k(L - L_0)}) + b$",
+        natural_names=("a", "k", "L0", "b"),
+    )
+
+
 LAWS: dict[str, Law] = {
     law.name: law
     for law in (
@@ -387,6 +442,7 @@ LAWS: dict[str, Law] = {
         *(_saturating(x) for x in ("N", "D", "C")),
         *(_power(x) for x in ("N", "D", "C")),
         _power_nd(),
+        _sigmoid_l(),
     )
 }
 

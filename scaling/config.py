@@ -304,6 +304,9 @@ class TrainConfig:
     # scratch: how a WSD cooldown branch continues its size's stable run.
     init_from: Optional[str] = None
     checkpoint_steps: list[int] = field(default_factory=list)  # extra kept checkpoints step<S>.ckpt
+    # A JSONL of multiple-choice items ({"context", "choices", "answer"}) scored at each
+    # evaluation by per-choice loss: metrics task_bpb and task_acc (scaling/tasks.py).
+    tasks_path: Optional[str] = None
 
     def __post_init__(self) -> None:
         # "none set" is reported by budget.resolve(); the schema default has no budget

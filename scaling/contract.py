@@ -81,6 +81,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "tokens_per_s",
     "mfu",
     "epoch",
+    "task_bpb",
+    "task_acc",
 )
 
 # The W&B history key of each metrics.csv column the training run logs to W&B (Lightning's
@@ -95,6 +97,8 @@ WANDB_KEYS: dict[str, str] = {
     "tokens_per_s": "perf/tokens_per_s",
     "mfu": "perf/mfu",
     "epoch": "epoch",
+    "task_bpb": "task/bpb",
+    "task_acc": "task/acc",
 }
 
 

@@ -79,6 +79,7 @@ class Plan:
     counts: Any
     fpt: dict[str, float]
     config_hash: str
+    tasks: list[Any] | None = None  # train.tasks_path's items (scaling.tasks.Item)
 
 
 class Outcome(str, Enum):
@@ -139,6 +140,12 @@ def plan_run(cfg: DictConfig) -> Plan:
             "train.checkpoint_every=0 saves no checkpoint: an interrupted run cannot resume "
             "and restarts from step 0"
         )
+    tasks = None
+    if conf.train.tasks_path:  # checked before the corpus is prepared; imports torch, so here
+        from scaling.tasks import load_items
+
+        d = conf.data
+        tasks = load_items(conf.train.tasks_path, conf.model.seq_len, d.name, d.tokenizer.value)
     corpus = load_corpus(conf.data)
     vocab = conf.model.vocab_size or corpus.vocab_size
     if vocab < corpus.vocab_size:
@@ -173,6 +180,7 @@ def plan_run(cfg: DictConfig) -> Plan:
         counts,
         fpt,
         run_config_hash(cfg),
+        tasks,
     )
 
 
@@ -451,7 +459,8 @@ def _fit_and_record(
     import lightning as L
     import torch
 
-    from scaling.module import Diverged, LitGPT, RunRecorder, peak_flops
+    from scaling.module import Diverged, LitGPT, RunRecorder, eval_steps, peak_flops
+    from scaling.tasks import TaskEval
 
     _quiet_lightning()
     conf, store, budget = plan.conf, plan.store, plan.budget
@@ -471,8 +480,13 @@ def _fit_and_record(
         conf, budget, plan.fpt, store, val, batches.epoch_at, conf.model.vocab_size,
         peak_flops(conf), plan.run_name,
     )  # fmt: skip
+    extra = []
+    if plan.tasks:
+        per_step = conf.train.batch_size * conf.model.seq_len
+        evals = set(eval_steps(budget.steps, conf.train.n_evals))
+        extra.append(TaskEval(plan.tasks, evals, store, per_step, conf.model.seq_len, plan.fpt))
     try:
-        _fit(plan, module, batches, recorder, wandb_logger, ckpt_path)
+        _fit(plan, module, batches, recorder, wandb_logger, ckpt_path, extra)
         status, error, diverged_step = Status.COMPLETED, None, None
     except Diverged as d:
         status, error, diverged_step = Status.DIVERGED, str(d), d.step
@@ -641,6 +655,7 @@ def _fit(
     recorder: Any,
     wandb_logger: Any,
     ckpt_path: Path | None,
+    extra: list[Any] | None = None,
 ) -> None:
     """Run the Lightning fit loop to the end of the budget (Diverged if the loss blows up)."""
     import lightning as L
@@ -664,7 +679,7 @@ def _fit(
             limit_val_batches=0,
             num_sanity_val_steps=0,
             logger=wandb_logger if wandb_logger is not None else False,
-            callbacks=[recorder, ckpt],
+            callbacks=[recorder, *(extra or []), ckpt],
             gradient_clip_val=conf.optim.grad_clip or None,
             enable_progress_bar=False,
             enable_model_summary=False,
