@@ -9,8 +9,8 @@ widths (target under muP: at most one), and draws the two panels (SP left, muP r
 docs/figures/mup_transfer.{png,pdf}. Completed runs are skipped on a rerun, so the figure
 redraws from the run store in seconds.
 
-    python benchmarks/bench_mup.py [--widths 32 64 128 256] [--lr-exponents -10 ... -3]
-        [--steps 300] [--jobs 2] [--runs-dir runs/bench_mup]
+    python benchmarks/bench_mup.py [--widths 32 64 128 256] [--lr-exponents -12 ... -6]
+        [--steps 300] [--jobs 2] [--runs-dir runs]   # the runs land in runs/bench_mup/
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256],
                    help="d_model of each width; the first is muP's base width")  # fmt: skip
-    p.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-10, -2)),
-                   help="the LR grid as powers of two (default 2^-10 .. 2^-3)")  # fmt: skip
+    p.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-12, -5)),
+                   help="the LR grid as powers of two (default 2^-12 .. 2^-6)")  # fmt: skip
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=32)
@@ -160,7 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-tokens", type=int, default=8192)
     p.add_argument("--max-bytes", type=int, default=3_000_000, help="stdlib corpus bytes")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
-    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench_mup")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "mup_transfer",
                    help="figure path without suffix (PNG and PDF are written)")  # fmt: skip
     args = p.parse_args(argv)

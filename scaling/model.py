@@ -16,6 +16,7 @@ model. At m = 1 the model, its init and its optimiser groups equal the standard 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional
 
@@ -190,24 +191,23 @@ class GPT(nn.Module):
 
     def optim_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """AdamW parameter groups: decay on matrices only (nanoGPT); under muP the hidden
-        matrices in their own group at lr / width_mult. The first group learns at `lr`."""
+        matrices at lr / width_mult. The first group learns at `lr` (the logged LR)."""
         params = [p for p in self.parameters() if p.requires_grad]
         hidden = {id(p) for p in self.hidden_matrices()} if self.mup else set()
+        # consecutive runs of hidden / other matrices (under SP: one group of them all), so the
+        # groups list the parameters in the standard order: the gradient-norm clip sums them in
+        # the same order, and muP at the base width trains bit for bit as SP
         groups = [
             {
-                "params": [p for p in params if p.dim() >= 2 and id(p) not in hidden],
+                "params": list(run),
                 "weight_decay": weight_decay,
-            },
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        if self.mup:
-            groups.append(
-                {
-                    "params": [p for p in params if id(p) in hidden],
-                    "weight_decay": weight_decay,
-                    "lr": lr / self.cfg.width_mult,
-                }
+                **({"lr": lr / self.cfg.width_mult} if is_hidden else {}),
+            }
+            for is_hidden, run in itertools.groupby(
+                (p for p in params if p.dim() >= 2), key=lambda p: id(p) in hidden
             )
+        ]
+        groups.append({"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0})
         return groups
 
     def num_params(self, non_embedding: bool = True) -> int:
