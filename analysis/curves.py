@@ -642,7 +642,7 @@ ValueJac = Callable[[np.ndarray, _CurvePlan], tuple[np.ndarray, np.ndarray]]
 class CurveLaw(Law):
     """A law of whole loss curves, bound to its curves; columns ``curve`` (1-based) and ``step``.
 
-    ``log_predict_jac(theta (S, P), cols) -> (log loss (S, n), Jacobian (S, n, P))`` is the
+    ``log_predict_and_jac(theta (S, P), cols) -> (log loss (S, n), Jacobian (S, n, P))`` is the
     analytic value and gradient (the hook a fitter may call directly).
     """
 
@@ -683,7 +683,7 @@ class CurveLaw(Law):
             ]
         return self._plans[key]
 
-    def log_predict_jac(
+    def log_predict_and_jac(
         self, theta: np.ndarray, cols: Mapping[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log loss (S, n) and its exact Jacobian (S, n, P) at real parameters ``theta``."""
@@ -706,7 +706,7 @@ class CurveLaw(Law):
         with self._lock:
             hit = self._cache.get(key)
         if hit is None:
-            hit = self.log_predict_jac(real.reshape(-1, real.shape[-1]), cols)
+            hit = self.log_predict_and_jac(real.reshape(-1, real.shape[-1]), cols)
             with self._lock:
                 if len(self._cache) >= 8:
                     self._cache.pop(next(iter(self._cache)))

@@ -139,8 +139,8 @@ def test_far_field_compression_matches_every_change_summed():
     table = curve_table(curves)
     fast, exact = multipower(curves), multipower(curves, tol=0)
     theta = fast.start_grid()[::5]
-    lp, jac = fast.log_predict_jac(theta, cols_of(table))
-    lp0, jac0 = exact.log_predict_jac(theta, cols_of(table))
+    lp, jac = fast.log_predict_and_jac(theta, cols_of(table))
+    lp0, jac0 = exact.log_predict_and_jac(theta, cols_of(table))
     np.testing.assert_allclose(lp, lp0, rtol=0, atol=1e-12)
     np.testing.assert_allclose(jac, jac0, rtol=1e-9, atol=1e-12)
     pairs = fast.plans(cols_of(table))[0].pairs
@@ -153,7 +153,7 @@ def test_analytic_gradient_reaches_fit_through_the_complex_step(make):
     table = curve_table(curves)
     law = make(curves)
     theta = law.start_grid()[:3] + 0.05
-    lp, jac = law.log_predict_jac(theta, cols_of(table))
+    lp, jac = law.log_predict_and_jac(theta, cols_of(table))
     h = 1e-6
     for p in range(theta.shape[1]):
         up, down = theta.copy(), theta.copy()
