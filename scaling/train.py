@@ -665,9 +665,11 @@ def _fit(
     launches = tc.devices * tc.num_nodes > 1 and not _is_replica()
     ckpt = _last_checkpoint(store, conf.train.checkpoint_every)
     with _ddp_env() if launches else contextlib.nullcontext(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*IterableDataset.*")
-        warnings.filterwarnings("ignore", ".*treespec.*")  # torch 2.13 vs lightning 2.6 internals
+        # Lightning's PossibleUserWarning on machines with > 2 cores: num_workers=0 is
+        # deliberate (a batch costs microseconds, and a worker would see a stale start step)
+        warnings.filterwarnings("ignore", ".*does not have many workers.*", UserWarning)
+        # torch 2.13 deprecates LeafSpec, which Lightning 2.6's _pytree still builds every fit
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
         trainer = L.Trainer(
             accelerator=tc.accelerator,
             devices=tc.devices,
