@@ -119,7 +119,7 @@ def _envelope_matrix(
         lc = np.log10(g["C"].to_numpy(float))
         inside = (lg >= lc[0]) & (lg <= lc[-1])
         loss[i, inside] = np.interp(lg[inside], lc, g["loss"].to_numpy(float))
-        if "tokens" in g and g["tokens"].notna().all():
+        if "tokens" in g and (g["tokens"] > 0).all():
             tokens[i, inside] = 10 ** np.interp(
                 lg[inside], lc, np.log10(g["tokens"].to_numpy(float))
             )
@@ -195,7 +195,8 @@ def band_grid(c: np.ndarray, targets: Sequence[float] = (), n: int = 60) -> np.n
     c = c[np.isfinite(c) & (c > 0)]
     if c.size == 0:
         return np.empty(0)
-    return np.unique(np.concatenate([np.geomspace(c.min() / 2, c.max() * 2, n), list(targets)]))
+    hi = c.max() * 2 if c.max() < np.finfo(float).max / 2 else c.max()  # no overflow to inf
+    return np.unique(np.concatenate([np.geomspace(c.min() / 2, hi, n), list(targets)]))
 
 
 def power_law_band(boots: np.ndarray | None, c_grid: np.ndarray, ci: float) -> dict | None:
@@ -339,7 +340,7 @@ def _isoflop(x: np.ndarray, loss: np.ndarray, w: np.ndarray) -> tuple[np.ndarray
     """Parabola loss(x), its minimum x, and whether the minimum is at/over the sampled edge."""
     coeffs = np.polyfit(x, loss, 2, w=np.sqrt(w))
     c2, c1, _ = coeffs
-    if c2 <= 0:
+    if not (c2 > 0 and np.isfinite(c1)):  # no minimum (or a failed fit of odd data)
         return coeffs, float("nan"), True
     x_opt = -c1 / (2 * c2)
     edge = bool(

@@ -73,7 +73,7 @@ class Results:
     runs: pd.DataFrame
     """runs.csv, the runs that can be drawn, with boolean ``heldout`` and ``excluded`` columns."""
     curves: pd.DataFrame
-    """curves.csv (empty without it), rows with a finite loss at C > 0."""
+    """curves.csv (empty without it), rows with a finite loss at finite, positive tokens and C."""
     fit: FitReport
     """fit.json."""
     notes: tuple[str, ...] = field(default=())
@@ -95,8 +95,8 @@ def _numeric(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def _drawable_runs(runs: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The runs with finite, positive N, D and C, and a note naming those without."""
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(runs[list(RUN_AXES)]).all(axis=1) & (runs[list(RUN_AXES)] > 0).all(axis=1)
+    axes = runs[list(RUN_AXES)]
+    ok = (np.isfinite(axes) & (axes > 0)).all(axis=1)
     if not ok.any():
         raise ValueError(f"{path} has no run with finite, positive N, D and C to draw")
     if ok.all():
