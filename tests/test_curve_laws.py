@@ -210,7 +210,6 @@ def synthetic():
     return law, table, train, truth, held, result
 
 
-@pytest.mark.slow
 def test_synthetic_parameters_recovered_within_bootstrap_intervals(synthetic):
     law, _, train, _, _, result = synthetic
     boot = bootstrap(result, train, n=20, groups=block_groups(train, 5), n_warm=0)
