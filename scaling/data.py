@@ -51,6 +51,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from torch.utils.data import IterableDataset, get_worker_info
 
 from scaling.config import DataConfig, MarkovConfig, Tokenizer
+from scaling.shards import DataError
 
 # Bump when the layout of a prepared folder or the definition of a corpus changes, so old
 # caches are rebuilt instead of silently reused.
@@ -59,10 +60,6 @@ DOC_SEP = b"\n\n"  # between the files / documents of a corpus
 _DENSE_MAX_STATES = 2048  # Markov sources up to this size get an exact dense solve
 _POWER_MAX_ITERS = 20_000
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-
-
-class DataError(ValueError):
-    """A corpus cannot be read or is too small; the message names the path or sizes."""
 
 
 @dataclass(frozen=True)

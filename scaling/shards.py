@@ -33,7 +33,11 @@ META_FILE = "meta.json"
 PAD_MULTIPLE = 64  # the model's vocabulary is padded to a multiple of this for speed
 
 
-class ShardError(ValueError):
+class DataError(ValueError):
+    """A corpus cannot be read, prepared or opened; the message names the file and the fix."""
+
+
+class ShardError(DataError):
     """A prepared corpus folder is incomplete, inconsistent or not of this format."""
 
 
