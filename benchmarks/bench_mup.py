@@ -179,7 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     lrs = [2.0**k for k in sorted(args.lr_exponents)]
     jobs = [(p, w, lr, overrides(p, w, lr, args)) for p in PARAMS for w in widths for lr in lrs]
     for *_, ov in jobs:  # every setting checked (and the corpus prepared) before any training
-        plan_run(compose_run(ov))
+        plan = plan_run(compose_run(ov))
+        prev = plan.store.read_summary()
+        if prev is not None and prev.config_hash != plan.config_hash:
+            print(
+                f"bench_mup: error: {plan.store.root} holds a run of another config (a setting "
+                "or the config schema changed since); pass another --runs-dir or move it aside",
+                file=sys.stderr,
+            )
+            return 2
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         losses = {(p, w, lr): loss for p, w, lr, loss in pool.map(run_one, jobs)}
