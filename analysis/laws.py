@@ -172,6 +172,8 @@ TEX_LABELS = {
     "b": "$b$",
     "k": "$k$",
     "L0": "$L_0$",
+    "RD_star": r"$R_D^*$",
+    "RN_star": r"$R_N^*$",
     **{f"{p}{i}": f"${p}_{i}$" for p in ("A", "B") for i in (1, 2)},
     **{f"{p}{i}": rf"$\{p}_{i}$" for p in ("alpha", "beta") for i in (1, 2)},
 }
@@ -432,6 +434,72 @@ def _sigmoid_l() -> Law:
     )
 
 
+def _pos(x: np.ndarray) -> np.ndarray:
+    """x where its real part is > 1e-12, else 1e-12 (keeps logs finite; complex-safe)."""
+    return np.where(np.real(x) > 1e-12, x, 1e-12)
+
+
+def _effective(u: np.ndarray, total: np.ndarray, log_r_star: np.ndarray) -> np.ndarray:
+    """Muennighoff et al.'s effective amount U + U R* (1 - exp(-R / R*)), R = total/U - 1."""
+    r_star = np.exp(log_r_star)
+    reps = _pos(total / u - 1.0 + 1e-12)  # R >= 0 (total < U counts as no repetition)
+    return u + u * r_star * (1.0 - np.exp(-reps / r_star))
+
+
+def _data_constrained() -> Law:
+    """Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", eq. 5:
+    L = E + A / N'^alpha + B / D'^beta with effective data D' = U + U R_D* (1 - exp(-R_D/R_D*)),
+    R_D = D/U - 1 (U: unique tokens), and effective parameters N' of the same form with
+    U_N = min(N, N_opt(U)) (the compute-optimal size for U tokens under the fitted law) and
+    R_N = N/U_N - 1. Complex-safe numpy, differentiated by the complex step."""
+    params = ("a", "b", "e", "alpha", "beta", "log_RD", "log_RN")
+
+    def log_predict(theta: np.ndarray, cols: Columns) -> np.ndarray:
+        a, b, e, alpha, beta, lrd, lrn = (theta[..., i, None] for i in range(7))
+        n, d, u = (np.asarray(cols[v], dtype=float) for v in ("N", "D", "U"))
+        d_eff = _effective(u, d, lrd)
+        alpha_p, beta_p = _pos(alpha), _pos(beta)
+        # N_opt(U): alpha A / N^alpha = beta B / U^beta at the compute-optimal split
+        log_nopt = (np.log(alpha_p) + a - np.log(beta_p) - b + beta * np.log(u)) / alpha_p
+        u_n = np.where(np.real(log_nopt) < np.log(n), np.exp(log_nopt), n)
+        n_eff = _effective(u_n, n, lrn)
+        return logsumexp([a - alpha * np.log(n_eff), b - beta * np.log(d_eff), e + 0 * n])
+
+    def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
+        out = _exp_coef("a", "b", "e", "alpha", "beta", keep=("alpha", "beta"))[0](theta[..., :5])
+        with np.errstate(over="ignore"):
+            return out | {"RD_star": np.exp(theta[..., 5]), "RN_star": np.exp(theta[..., 6])}
+
+    def from_natural(p: Mapping[str, float]) -> np.ndarray:
+        head = _exp_coef("a", "b", "e", "alpha", "beta", keep=("alpha", "beta"))[1](p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.concatenate([head, np.log([float(p["RD_star"]), float(p["RN_star"])])])
+
+    # the paper's fit: E 1.87, A 521, B 1488, alpha 0.35, beta 0.35, R_D* 15.4, R_N* 5.3
+    grid = {
+        "a": (4.0, 7.0),
+        "b": (5.0, 8.0),
+        "e": (0.0, 0.6),
+        "alpha": (0.3, 0.5),
+        "beta": (0.3, 0.5),
+        "log_RD": (np.log(5.0), np.log(30.0)),
+        "log_RN": (np.log(2.0), np.log(10.0)),
+    }
+    return Law(
+        name="data_constrained",
+        formula="L = E + A / N'^alpha + B / D'^beta, D' = U + U RD* (1 - exp(-(D/U - 1) / RD*)), "
+        "N' alike with U_N = min(N, N_opt(U))",
+        params=params,
+        variables=("N", "D", "U"),
+        log_predict=log_predict,
+        natural=natural,
+        from_natural=from_natural,
+        grid=grid,
+        tex=r"$L = E + A/N'^\alpha + B/D'^\beta$",
+        natural_names=("E", "A", "B", "alpha", "beta", "RD_star", "RN_star"),
+    )
+
+
 LAWS: dict[str, Law] = {
     law.name: law
     for law in (
@@ -443,6 +511,7 @@ LAWS: dict[str, Law] = {
         *(_power(x) for x in ("N", "D", "C")),
         _power_nd(),
         _sigmoid_l(),
+        _data_constrained(),
     )
 }
 
