@@ -30,11 +30,9 @@ is what ``fit``'s complex-step gradient reads, at the cost of one real evaluatio
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -43,162 +41,12 @@ from scipy.signal import lfilter
 
 from analysis.fit import FitError
 from analysis.laws import TEX_LABELS, Law
+from scaling.contract.schedule import TRAINER_KINDS as TRAINER_KINDS  # re-exported
+from scaling.contract.schedule import WSD, Constant, Cosine, Drop, Schedule, Shape
+from scaling.contract.schedule import trainer_schedule as trainer_schedule  # re-exported
 
 # ----------------------------------------------------------------------------- schedules
-
-
-class Shape(str, Enum):
-    """How a decay goes from the peak (p = 0) to its final value (p = 1)."""
-
-    linear = "linear"
-    sqrt = "sqrt"
-    cosine = "cosine"
-    exponential = "exponential"  # geometric: peak^(1-p) final^p (needs final > 0)
-
-    def multiplier(self, p: float, final: float) -> float:
-        """Multiplier of the peak at progress ``p`` in [0, 1] of a decay to ``final``."""
-        if self is Shape.exponential:
-            return final**p
-        frac = {
-            Shape.linear: 1.0 - p,
-            Shape.sqrt: 1.0 - math.sqrt(p),
-            Shape.cosine: 0.5 * (1.0 + math.cos(math.pi * p)),
-        }[self]
-        return final + (1.0 - final) * frac
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A learning-rate schedule: ``peak`` times a multiplier at every optimiser step.
-
-    The multiplier follows ``scaling.module.lr_multiplier``: a linear warmup over ``warmup``
-    steps, then the kind's own shape (a subclass's ``after_warmup``). Standard library only, so
-    that the trainer can run the very same classes (``trainer_schedule``).
-    """
-
-    total_steps: int  # optimiser steps of the run (the schedule is defined on 0..total_steps-1)
-    warmup: int = 0  # warmup steps
-    peak: float = 1.0  # the peak learning rate (1.0: the multiplier itself)
-    warmup_from_zero: bool = False  # warmup step s at s/warmup (else (s+1)/warmup, as trained)
-
-    def __post_init__(self) -> None:
-        if self.total_steps < 1 or not 0 <= self.warmup <= self.total_steps:
-            raise ValueError(
-                f"schedule needs total_steps >= 1 and 0 <= warmup <= total_steps; got "
-                f"total_steps={self.total_steps}, warmup={self.warmup}"
-            )
-        if not (math.isfinite(self.peak) and self.peak > 0):
-            raise ValueError(f"schedule peak must be finite and > 0, got {self.peak}")
-
-    def after_warmup(self, step: int) -> float:
-        """Multiplier at ``step`` >= warmup (the kind's own shape)."""
-        raise NotImplementedError
-
-    def multiplier(self, step: int) -> float:
-        """Multiplier of the peak at optimiser step ``step`` (0-based)."""
-        if step < self.warmup:
-            return (step + (0 if self.warmup_from_zero else 1)) / self.warmup
-        return self.after_warmup(step)
-
-    def lrs(self) -> list[float]:
-        """The learning rate of every optimiser step 0..total_steps-1."""
-        return [self.peak * self.multiplier(s) for s in range(self.total_steps)]
-
-
-@dataclass(frozen=True)
-class Constant(Schedule):
-    """Warmup, then the peak to the end."""
-
-    def after_warmup(self, step: int) -> float:
-        """1 after the warmup."""
-        return 1.0
-
-
-@dataclass(frozen=True)
-class Cosine(Schedule):
-    """Warmup, then a cosine from the peak to ``final_frac`` x peak at step total_steps."""
-
-    final_frac: float = 0.1  # the multiplier the cosine reaches at total_steps
-
-    def after_warmup(self, step: int) -> float:
-        """Cosine multiplier (the trainer's: progress over total_steps - warmup)."""
-        p = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
-        return Shape.cosine.multiplier(p, self.final_frac)
-
-
-@dataclass(frozen=True)
-class WSD(Schedule):
-    """Warmup, the peak to ``decay_start``, then a decay reaching ``final_frac`` at
-    ``decay_end`` (default total_steps: the trainer's cooldown to the run's own end)."""
-
-    decay_start: int = 0  # first step of the decay
-    final_frac: float = 0.0  # the multiplier the decay reaches at decay_end
-    shape: Shape = Shape.sqrt
-    decay_end: int | None = None  # None: total_steps
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        end = self.total_steps if self.decay_end is None else self.decay_end
-        if not self.warmup <= self.decay_start < end:
-            raise ValueError(
-                f"WSD needs warmup <= decay_start < decay_end; got warmup={self.warmup}, "
-                f"decay_start={self.decay_start}, decay_end={end}"
-            )
-        if self.shape is Shape.exponential and not self.final_frac > 0:
-            raise ValueError(f"an exponential decay needs final_frac > 0, got {self.final_frac}")
-
-    def after_warmup(self, step: int) -> float:
-        """1 before decay_start, then the decay shape."""
-        if step < self.decay_start:
-            return 1.0
-        end = self.total_steps if self.decay_end is None else self.decay_end
-        p = min(1.0, (step - self.decay_start) / (end - self.decay_start))
-        return self.shape.multiplier(p, self.final_frac)
-
-
-@dataclass(frozen=True)
-class Drop(Schedule):
-    """Warmup, the peak to step ``at``, then a constant ``level_frac`` x peak (a step drop)."""
-
-    at: int = 0  # first step at the lower level
-    level_frac: float = 0.1  # the multiplier after the drop
-
-    def after_warmup(self, step: int) -> float:
-        """1 before ``at``, ``level_frac`` from it on."""
-        return 1.0 if step < self.at else self.level_frac
-
-
-def trainer_schedule(
-    kind: str,
-    total_steps: int,
-    *,
-    warmup_frac: float = 0.05,
-    warmup_max: int = 1000,
-    final_lr_frac: float = 0.1,
-    cooldown_frac: float = 0.2,
-    cooldown_shape: str = "sqrt",
-    wsd_total_steps: int | None = None,
-) -> Schedule:
-    """The schedule ``scaling.module.lr_multiplier`` runs for a ``ScheduleConfig`` (its fields
-    as keywords, ``kind`` one of constant / cosine / wsd), as a multiplier (peak 1)."""
-    if kind not in TRAINER_KINDS:
-        raise ValueError(f"unknown schedule kind {kind!r}; valid: {sorted(TRAINER_KINDS)}")
-    # Warmup is set by the run the schedule belongs to: for a WSD cooldown branch that is the
-    # long stable run (wsd_total_steps), as in the trainer.
-    warmup = min(warmup_max, round(warmup_frac * (wsd_total_steps or total_steps)))
-    start = total_steps - max(1, round(cooldown_frac * total_steps))
-    return TRAINER_KINDS[kind](total_steps, warmup, final_lr_frac, start, Shape(cooldown_shape))
-
-
-# ScheduleKind name -> (total_steps, warmup, final_lr_frac, decay_start, cooldown shape) -> schedule
-TRAINER_KINDS: dict[str, Callable[[int, int, float, int, Shape], Schedule]] = {
-    "constant": lambda total, warmup, final, start, shape: Constant(total, warmup),
-    "cosine": lambda total, warmup, final, start, shape: Cosine(total, warmup, final_frac=final),
-    "wsd": lambda total, warmup, final, start, shape: WSD(
-        total, warmup, decay_start=start, shape=shape
-    ),
-}
-
+# The schedule classes live in scaling.contract.schedule: the trainer runs the very same ones.
 
 # The multi-power-law repository's schedules (data/reference/README.md).
 REFERENCE_PEAK, REFERENCE_FINAL, REFERENCE_WARMUP = 3e-4, 3e-5, 2160

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from scaling.budget import CONVENTIONS, Budget
-from scaling.config import Config, CooldownShape, ModelConfig, ScheduleConfig, ScheduleKind
+from scaling.config import Config, ModelConfig, ScheduleConfig
 from scaling.contract import WANDB_KEYS
+from scaling.contract.schedule import Schedule, trainer_schedule
 from scaling.model import GPT
 from scaling.store import RunStore
 
@@ -39,28 +40,21 @@ class Diverged(RuntimeError):
 
 def lr_multiplier(step: int, total_steps: int, sched: ScheduleConfig) -> float:
     """LR multiplier (of the peak) at optimiser step `step` of a `total_steps` run."""
-    # Warmup is set by the run the schedule belongs to: for a WSD cooldown branch that is the
-    # long stable run (wsd_total_steps), so every branch shares the stable run's warmup.
-    horizon = sched.wsd_total_steps or total_steps
-    warmup = min(sched.warmup_max, round(sched.warmup_frac * horizon))
-    if step < warmup:
-        return (step + 1) / warmup
-    if sched.kind == ScheduleKind.constant:
-        return 1.0
-    if sched.kind == ScheduleKind.cosine:
-        p = (step - warmup) / max(1, total_steps - warmup)
-        f = sched.final_lr_frac
-        return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-    # wsd: stable at the peak, then decay to 0 over the last cooldown_frac of this run
-    decay_start = total_steps - max(1, round(sched.cooldown_frac * total_steps))
-    if step < decay_start:
-        return 1.0
-    p = (step - decay_start) / max(1, total_steps - decay_start)
-    if sched.cooldown_shape == CooldownShape.linear:
-        return 1.0 - p
-    if sched.cooldown_shape == CooldownShape.sqrt:
-        return 1.0 - math.sqrt(p)
-    return 0.5 * (1 + math.cos(math.pi * p))
+    return run_schedule(total_steps, sched).multiplier(step)
+
+
+def run_schedule(total_steps: int, sched: ScheduleConfig) -> Schedule:
+    """The schedule (``scaling.contract.schedule``, shared with analysis/) a run trains with."""
+    return trainer_schedule(
+        sched.kind.value,
+        total_steps,
+        warmup_frac=sched.warmup_frac,
+        warmup_max=sched.warmup_max,
+        final_lr_frac=sched.final_lr_frac,
+        cooldown_frac=sched.cooldown_frac,
+        cooldown_shape=sched.cooldown_shape.value,
+        wsd_total_steps=sched.wsd_total_steps,
+    )
 
 
 def eval_steps(total_steps: int, n_evals: int) -> list[int]:

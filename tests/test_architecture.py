@@ -3,7 +3,8 @@
     workflows/      above both sides: runs the experiment side, then the analysis side
     scaling/        the experiment side (torch); imports nothing from analysis/ or workflows/
     analysis/       the analysis side; from scaling/ only the torch-free scaling.contract
-    scaling.contract  the one shared module: the standard library only
+    scaling.contract  the one shared package (and its submodules, e.g. .schedule, the LR
+                    schedules the trainer runs and analysis rebuilds): the standard library only
 
 No import cycle anywhere (a function-local import that dodges one is still an edge here).
 Every console script of pyproject.toml answers --help.
@@ -125,7 +126,7 @@ def test_analysis_imports_only_the_contract_of_scaling_and_never_torch() -> None
         for m, targets in edges.items()
         if m.startswith("analysis")
         for t in targets
-        if t.startswith(("scaling", "workflows", "hydra_plugins")) and t != "scaling.contract"
+        if t.startswith(("scaling", "workflows", "hydra_plugins")) and not is_contract(t)
     }
     bad |= {
         f"{m} -> {t}"
@@ -137,12 +138,29 @@ def test_analysis_imports_only_the_contract_of_scaling_and_never_torch() -> None
     assert not bad, f"analysis/ imports beyond scaling.contract: {sorted(bad)}"
 
 
+def is_contract(name: str) -> bool:
+    """scaling.contract or one of its submodules (scaling.contract.schedule, ...)."""
+    return name == "scaling.contract" or name.startswith("scaling.contract.")
+
+
 def test_contract_is_standard_library_only() -> None:
     edges, external = graph()
-    bad = edges["scaling.contract"] | {
-        t for t in external["scaling.contract"] if t not in sys.stdlib_module_names
+    contract = [m for m in edges if is_contract(m)]
+    assert {"scaling.contract", "scaling.contract.schedule"} <= set(contract), contract
+    bad = {f"{m} -> {t}" for m in contract for t in edges[m] if not is_contract(t)}
+    bad |= {
+        f"{m} -> {t}" for m in contract for t in external[m] if t not in sys.stdlib_module_names
     }
     assert not bad, f"scaling.contract imports beyond the standard library: {sorted(bad)}"
+
+
+def test_contract_rule_sees_submodules(tmp_path) -> None:
+    """The checker itself: a contract submodule importing numpy or scaling.model is caught."""
+    f = tmp_path / "schedule.py"
+    f.write_text("import numpy\nfrom scaling.model import GPT\n")
+    names = imported_names(f, "scaling.contract.schedule")
+    assert is_contract("scaling.contract.schedule") and not is_contract("scaling.contractor")
+    assert "numpy" in names and not is_contract("scaling.model")
 
 
 def test_analysis_loads_without_torch() -> None:
