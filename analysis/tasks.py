@@ -99,8 +99,10 @@ class TaskSettings:
     """Coverage of the percentile intervals, in (0, 1)."""
     seed: int = 0
     """Seed of the bootstrap."""
-    acc_huber_delta: float = 0.05
-    """Huber delta of step 2 on log accuracy (step 1 uses 1e-3 on log bpb, as the loss fits)."""
+    acc_huber_delta: float = 1.0
+    """Huber delta of the accuracy fits on log accuracy, each point weighted by acc^2 so the
+    objective is least squares on accuracy, as the paper's (1.0: no point is an outlier; step 1
+    uses 1e-3 on log bpb, as the loss fits)."""
     checkpoints: int = 16
     """Checkpoints per fitted rung in step 2, evenly spaced in log tokens (the last kept)."""
     noise_window: int = 5
@@ -382,10 +384,18 @@ def _step2_grid(bpb: np.ndarray) -> dict[str, tuple[float, ...]]:
     return grid
 
 
+def _weights(data: pd.DataFrame, loss: str) -> np.ndarray | None:
+    """acc^2 for an accuracy fit: a log residual times acc is the residual in accuracy."""
+    return data["acc"].to_numpy(float) ** 2 if loss == "acc" else None
+
+
 def _boot(result: FitResult, data: pd.DataFrame, loss: str, s: TaskSettings) -> np.ndarray | None:
+    """Refits on resamples of the rungs: with one seed and the same sorted rungs in every step's
+    data, every step draws the same rungs in resample i (the joint bootstrap)."""
     if s.n_bootstrap == 0:
         return None
-    return bootstrap(result, data, loss=loss, n=s.n_bootstrap, seed=s.seed, groups=data["run"])
+    return bootstrap(result, data, loss=loss, n=s.n_bootstrap, seed=s.seed, groups=data["run"],
+                     weights=_weights(data, loss))  # fmt: skip
 
 
 def _estimate(value: float, samples: np.ndarray | None, ci: float) -> Estimate:
@@ -404,9 +414,11 @@ def fit_task(
     ends = ends.assign(C=6 * ends["N"] * ends["D"])
     fitted = thin(fitted, settings.checkpoints).rename(columns={"bpb": "L"})
     r1 = fit(STEP1_LAW, ends, loss="bpb", grid=STEP1_GRID)
-    r2 = fit(STEP2_LAW, fitted, loss="acc", delta=settings.acc_huber_delta,
+    delta = settings.acc_huber_delta
+    r2 = fit(STEP2_LAW, fitted, loss="acc", delta=delta, weights=_weights(fitted, "acc"),
              grid=_step2_grid(fitted["L"].to_numpy()))  # fmt: skip
-    r3 = fit(DIRECT_LAW, ends, loss="acc", delta=settings.acc_huber_delta, grid=DIRECT_GRID)
+    r3 = fit(DIRECT_LAW, ends, loss="acc", delta=delta, weights=_weights(ends, "acc"),
+             grid=DIRECT_GRID)  # fmt: skip
     # joint bootstrap: same seed, same sorted rungs -> the same rungs drawn for both steps
     b1, b2, b3 = (_boot(r, d, y, settings) for r, d, y in
                   ((r1, ends, "bpb"), (r2, fitted, "acc"), (r3, ends, "acc")))  # fmt: skip
@@ -535,7 +547,7 @@ def plot_group(report: TasksReport, tasks: list[TaskResult]) -> Figure:
         axes.flat[0].plot([], [], "x", color="k")[0],
         axes.flat[0].plot([], [], "D", mfc="none", mec="k", ms=3)[0],
     ]
-    labels = ["fitted checkpoints", "step 2: Acc(L)", "held-out rung (observed)",
+    labels = ["fitted checkpoints", "step 2: Acc(L)", "held-out rung, observed (dark: first rung, light: last)",
               f"chain prediction ({round(100 * report.settings.ci)}% interval)",
               "direct Acc(C)"]  # fmt: skip
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")

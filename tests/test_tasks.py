@@ -127,28 +127,33 @@ def test_bad_settings_fail_before_fitting(tmp_path, capsys) -> None:
     assert "holds out 20 of 20 rungs" in capsys.readouterr().err
 
 
-# The OLMo ladder paper predicts MMLU and HellaSwag among its tasks within 2 points at 7B and
-# 13B. Here the target is 3B, fitted on 190M-1B (its ladder without the 3B rungs). Tolerance:
-# the chain's mean |error| over the five 3B rungs stays under 5 points for these tasks (the
-# paper's 2 points plus the step-2 residual in log accuracy measured here, ~3 points on HellaSwag
-# at the observed 3B loss); ARC-Challenge is reported, not asserted.
-OLMO_PREDICTABLE = ("hellaswag_val_rc_5shot", "mmlu_social_sciences_test_rc_5shot")
+# The OLMo ladder paper predicts MMLU, PIQA and HellaSwag among the tasks it calls predictable
+# (within 2 points of absolute error at 7B and 13B). Here the target is 3B, fitted on 190M-1B:
+# MMLU (the four test splits) and PIQA within the paper's 2 points. HellaSwag within 5: step 1
+# under-predicts its 3B task loss by 0.007-0.02 bits per byte where the sigmoid's slope is about
+# -2.5 accuracy per bit, so step 1 alone costs up to ~4 points (measured: 4.7 mean, the direct
+# law 4.6). ARC-Challenge is reported (1.3-1.6 points here), not asserted.
+OLMO_TOLERANCE = {
+    **{f"mmlu_{s}_test_rc_5shot": 0.02 for s in ("stem", "humanities", "social_sciences", "other")},
+    "piqa_val_rc_5shot": 0.02,
+    "hellaswag_val_rc_5shot": 0.05,
+}
 
 
 @pytest.mark.slow
-def test_olmo_ladder_predicts_the_3b_rungs(tmp_path) -> None:
+def test_olmo_ladder_predicts_the_3b_rungs() -> None:
     settings = TaskSettings(tokens_column="throughput/total_tokens", holdout="size == '3B'",
                             n_bootstrap=20)  # fmt: skip
     report = run_tasks(
         REFERENCE / "ladder_final_c4_summary.csv", settings,
         columns="D=tokens,loss=c4_loss_final", curves=str(REFERENCE / "*xC.csv"),
-        only=OLMO_PREDICTABLE,
+        only=list(OLMO_TOLERANCE),
     )  # fmt: skip
     assert sorted(report.heldout_runs) == sorted(f"3B-{m}xC" for m in ("0.5", "1", "2", "5", "10"))
     assert report.no_evaluations == [f"{s}-1xC-rerun" for s in ("190M", "1B", "370M", "3B", "760M")]
     for t in report.tasks:
         assert not t.noisy, t.task
-        assert t.mean_abs_error < 0.05, (t.task, t.mean_abs_error)
+        assert t.mean_abs_error < OLMO_TOLERANCE[t.task], (t.task, t.mean_abs_error)
 
 
 def test_olmo_ladder_noise_flags_the_noisiest_task() -> None:
