@@ -577,15 +577,18 @@ def markdown(report: TasksReport) -> str:
         "",
         f"Fitted on {len(report.fitted_runs)} rungs, predicting {len(report.heldout_runs)} "
         f"held-out rungs ({report.settings.holdout}); {pct}% intervals from a joint bootstrap "
-        f"of rungs ({report.settings.n_bootstrap} resamples). Accuracy errors in points.",
+        f"of rungs ({report.settings.n_bootstrap} resamples). Errors: mean |predicted - "
+        "observed| accuracy over the held-out rungs, in points; chain: Acc(L(N, D)), direct: "
+        "Acc(C). Noise / spread: checkpoint-to-checkpoint accuracy noise over the rung-to-rung "
+        f"spread; above {report.settings.noise_max:g} a task is flagged noisy (not predictable).",
         "",
-        "| task | chain error | direct error | noise / spread | predictable |",
+        "| task | chain error | direct error | noise / spread | flag |",
         "|---|---|---|---|---|",
     ]
     for t in report.tasks:
         lines.append(
             f"| {t.task} | {100 * t.mean_abs_error:.2f} | {100 * t.mean_abs_error_direct:.2f} "
-            f"| {fmt(t.noise_ratio, 3)} | {'no (noisy)' if t.noisy else 'yes'} |"
+            f"| {fmt(t.noise_ratio, 3)} | {'noisy' if t.noisy else ''} |"
         )
     for t in report.tasks:
         lines += ["", f"### {t.task}", "", "| rung | acc observed | chain | direct |",
@@ -597,6 +600,11 @@ def markdown(report: TasksReport) -> str:
                 f"| {p.run} | {p.acc_observed:.3f} | {p.acc_predicted.value:.3f}{band} "
                 f"| {p.acc_direct.value:.3f} |"
             )
+    if report.no_evaluations:
+        lines += [
+            "",
+            f"Runs without task evaluations, left out: {', '.join(report.no_evaluations)}",
+        ]
     if report.skipped:
         lines += ["", "Skipped (missing at some rungs): "
                   + "; ".join(f"{t} ({', '.join(r)})" for t, r in report.skipped.items())]  # fmt: skip
