@@ -685,7 +685,9 @@ def _run_shards(
     """Tokenise this job's files into shards, skipping finished ones."""
     out = Path(s.out)
     done = {p.name.removesuffix(".done.json") for p in out.glob(f"j{s.job:04d}-*.done.json")}
-    n_workers = s.n_workers()
+    total = sum(source_for(f).size(f) for f in files)
+    # no more workers than chunks: a small corpus is not worth the processes' start-up
+    n_workers = max(1, min(s.n_workers(), -(-total // s.chunk_bytes)))
     initargs = (
         tok_json,
         tok.eod_id,
@@ -693,7 +695,6 @@ def _run_shards(
         s.val_fraction,
         s.test_fraction,
     )
-    total = sum(source_for(f).size(f) for f in files)
     if s.max_bytes is not None:
         total = min(total, s.max_bytes)
     bar = tqdm(

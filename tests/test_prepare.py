@@ -305,3 +305,11 @@ def test_shards_of_another_tokenizer_are_refused(tmp_path, capsys):
             prep.prepare(s)
     with pytest.raises(DataError, match=r"j0000-000000.done.json was made by another tokenizer"):
         prep.prepare(_settings([src], tmp_path / "out", tokenizer=str(tmp_path / "tok.json")))
+
+
+def test_progress_bar_shows_documents_tokens_and_bytes_per_second(tmp_path, capsys):
+    prep.prepare(
+        _settings([_jsonl(tmp_path / "a.jsonl", _docs())], tmp_path / "out", progress=True)
+    )
+    err = capsys.readouterr().err
+    assert "prepare job 0/1" in err and "docs_s=" in err and "tok_s=" in err and "B/s" in err
