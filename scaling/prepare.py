@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import submitit
+import yaml
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
@@ -827,37 +828,77 @@ def prepare(s: PrepareSettings, launcher: str = "none") -> PreparedCorpus | None
 # --------------------------------------------------------------------------- CLI
 
 
+SETTINGS_DIR = Path(__file__).resolve().parents[1] / "conf" / "prepare"
+# CLI option -> PrepareSettings field, for the options that override a settings file
+_OPTIONS = {
+    "out": (str, "the prepared corpus folder"),
+    "tokenizer": (str, "byte, bpe (trained here on a streamed sample), or a tokenizer.json path"),
+    "bpe_vocab_size": (int, "vocabulary of a trained bpe (EOD included)"),
+    "bpe_sample_bytes": (int, "text a bpe is trained on, from the start of the corpus"),
+    "text_key": (str, "JSONL field / parquet or arrow column holding the text"),
+    "val_fraction": (float, "share of documents held out for validation (by document hash)"),
+    "test_fraction": (float, "share of documents held out for test (0: no test split)"),
+    "max_bytes": (int, "stop after this much text"),
+    "max_vocab": (int, "largest tokenizer vocabulary the model accepts"),
+    "chunk_bytes": (int, "text per unit of work sent to a worker"),
+    "chunks_per_shard": (int, "chunks per shard, the unit of resumption"),
+    "workers": (int, "worker processes (0: all cores)"),
+    "job": (int, "this job's index among --n-jobs (a manual array, e.g. a SLURM task id)"),
+    "n_jobs": (int, "jobs over disjoint input files, into the same folder"),
+}
+
+
+def load_settings(name_or_path: str, overrides: dict[str, Any]) -> PrepareSettings:
+    """A named setting (``conf/prepare/<name>.yaml``) or a YAML file, with overrides."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        path = SETTINGS_DIR / f"{name_or_path}.yaml"
+    known = sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml"))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(
+            f"prepare settings {name_or_path!r} cannot be read ({type(err).__name__}); give a "
+            f"named setting {known} or a .yaml file"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of settings, got {data!r:.40}")
+    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    valid = [f.name for f in dataclasses.fields(PrepareSettings)]
+    unknown = sorted(set(merged) - set(valid))
+    if unknown:
+        raise DataError(f"{path}: unknown setting(s) {unknown}; valid: {valid}")
+    missing = [k for k in ("inputs", "out") if not merged.get(k)]
+    if missing:
+        raise DataError(f"{path}: give {missing} (on the command line or in the settings file)")
+    return PrepareSettings(**merged)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scaling-prepare",
-        description="Prepare text corpora into token shards (streamed, parallel, deterministic, "
-        "resumable). Inputs: text files, folders, .jsonl/.jsonl.gz, .parquet files or folders, "
-        "a datasets save_to_disk folder. Run it again to resume a killed preparation.",
-        epilog="example: scaling-prepare data/*.parquet --out corpora/web --tokenizer "
-        "gpt2/tokenizer.json --val-fraction 0.01 --n-jobs 8 --launcher slurm",
+        description="Prepare text corpora into token shards: streamed through worker processes "
+        "(bounded memory), deterministic for any worker count, resumable (run it again after a "
+        "kill). Inputs: text files, folders, .jsonl/.jsonl.gz, .parquet files or folders, a "
+        "datasets save_to_disk folder.",
+        epilog="example: scaling-prepare data/fineweb/*.parquet --out corpora/fineweb "
+        "--tokenizer gpt2/tokenizer.json --val-fraction 0.01 --n-jobs 8 --launcher slurm",
     )
-    p.add_argument("inputs", nargs="+", help="input files or folders")
-    p.add_argument("--out", required=True, help="the prepared corpus folder")
-    p.add_argument("--tokenizer", default="byte", help="byte, bpe, or a path to a tokenizer.json")
-    p.add_argument("--bpe-vocab-size", type=int, default=4096, help="vocabulary of --tokenizer bpe")
+    p.add_argument("inputs", nargs="*", help="input files or folders (or `inputs` in --settings)")
     p.add_argument(
-        "--bpe-sample-bytes", type=int, default=64 << 20, help="text a bpe is trained on"
+        "--settings",
+        default="default",
+        help="a named setting (conf/prepare/<name>.yaml) or a YAML file of PrepareSettings "
+        "fields; the options below override it",
     )
-    p.add_argument("--text-key", default="text", help="JSONL field / parquet column with the text")
-    p.add_argument("--val-fraction", type=float, default=0.02, help="documents held out (by hash)")
-    p.add_argument("--test-fraction", type=float, default=0.0, help="documents for a test split")
-    p.add_argument("--max-bytes", type=int, default=None, help="stop after this much text")
-    p.add_argument("--max-vocab", type=int, default=1 << 18, help="largest vocabulary allowed")
-    p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="text per unit of work")
-    p.add_argument("--chunks-per-shard", type=int, default=128, help="chunks per shard file")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: all cores)")
-    p.add_argument("--job", type=int, default=0, help="this job's index (manual arrays)")
-    p.add_argument("--n-jobs", type=int, default=1, help="jobs over disjoint input files")
+    for name, (kind, text) in _OPTIONS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
     p.add_argument(
         "--launcher",
         choices=["none", "local", "slurm"],
         default="none",
-        help="run all --n-jobs through submitit (local or slurm); none: this job only",
+        help="run all --n-jobs through submitit (local: this machine, slurm: a cluster); "
+        "none: run --job only",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -867,24 +908,8 @@ def main(argv: list[str] | None = None) -> int:
     """scaling-prepare: prepare a corpus; exit 2 with a message on bad input."""
     a = _parser().parse_args(argv)
     try:
-        s = PrepareSettings(
-            inputs=a.inputs,
-            out=a.out,
-            tokenizer=a.tokenizer,
-            bpe_vocab_size=a.bpe_vocab_size,
-            bpe_sample_bytes=a.bpe_sample_bytes,
-            text_key=a.text_key,
-            val_fraction=a.val_fraction,
-            test_fraction=a.test_fraction,
-            max_bytes=a.max_bytes,
-            max_vocab=a.max_vocab,
-            chunk_bytes=a.chunk_bytes,
-            chunks_per_shard=a.chunks_per_shard,
-            workers=a.workers,
-            job=a.job,
-            n_jobs=a.n_jobs,
-            progress=not a.quiet,
-        )
+        given = {k: getattr(a, k) for k in _OPTIONS} | {"inputs": a.inputs or None}
+        s = dataclasses.replace(load_settings(a.settings, given), progress=not a.quiet)
         corpus = prepare(s, a.launcher)
     except DataError as e:
         print(f"scaling-prepare: error: {e}", file=sys.stderr)

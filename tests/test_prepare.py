@@ -313,3 +313,21 @@ def test_progress_bar_shows_documents_tokens_and_bytes_per_second(tmp_path, caps
     )
     err = capsys.readouterr().err
     assert "prepare job 0/1" in err and "docs_s=" in err and "tok_s=" in err and "B/s" in err
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in prep.SETTINGS_DIR.glob("*.yaml")))
+def test_shipped_settings_load(name):
+    s = prep.load_settings(name, {"inputs": ["x"], "out": "y"})
+    assert s.inputs == ["x"] and s.out == "y" and s.val_fraction > 0
+
+
+def test_settings_file_names_the_corpus_and_bad_keys(tmp_path, capsys):
+    src = _jsonl(tmp_path / "a.jsonl", _docs(50))
+    (tmp_path / "c.yaml").write_text(
+        f"inputs: [{src}]\nout: {tmp_path / 'out'}\nval_fraction: 0.2\n"
+    )
+    assert prep.main(["--settings", str(tmp_path / "c.yaml"), "--workers", "1", "--quiet"]) == 0
+    assert open_corpus(tmp_path / "out").meta.val_fraction == 0.2
+    (tmp_path / "bad.yaml").write_text("val_fracton: 0.2\n")
+    assert prep.main(["--settings", str(tmp_path / "bad.yaml"), str(src), "--out", "o"]) == 2
+    assert "unknown setting(s) ['val_fracton']" in capsys.readouterr().err
