@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import Collected, CollectError, collect, parse_columns
+from analysis.curve_fit import run_curve_fit
+from analysis.curves import CURVE_LAWS
 from analysis.expr import ExprError, mask_of, values_of
 from analysis.fit import FitError, FitResult, bootstrap, fit
 from analysis.fitconfig import FitConfig, FitConfigError, named_configs
@@ -29,7 +31,14 @@ from analysis.optimal import (
     budgets_of,
     flops_factor,
 )
-from analysis.report import OUTPUTS, approach3_line, fmt_est, write_outputs
+from analysis.report import (
+    OUTPUTS,
+    approach3_line,
+    curves_summary,
+    fmt_est,
+    write_curve_outputs,
+    write_outputs,
+)
 from analysis.results import (
     Approach3Result,
     Bootstrap,
@@ -302,6 +311,34 @@ def run_fit(
     return report
 
 
+def run_curves_fit(
+    sources: Sequence[str],
+    out_dir: str | Path,
+    config: FitConfig,
+    *,
+    quiet: bool = False,
+    figure: bool = True,
+) -> FitReport:
+    """Fit a law of whole loss curves (``config.law`` multipower or tissue) to the curves of a
+    run store or of curve files; write fit.json, report.md, curves.csv and the figure."""
+    for source in sources:
+        check_paths(source, out_dir)
+    report, table = run_curve_fit(sources, out_dir, config)
+    paths = write_curve_outputs(out_dir, report, table)
+    if figure:
+        # Imported only when drawing: matplotlib takes ~1 s to import.
+        from analysis.plots import plot_curve_results
+
+        paths.update(
+            {p.name: p for p in plot_curve_results(Path(out_dir), Path(out_dir) / "figures")}
+        )
+    for warning in report.warnings:
+        print(f"scaling-fit: warning: {warning}", file=sys.stderr)
+    if not quiet:
+        print(f"{curves_summary(report)}\nwrote {', '.join(str(p) for p in paths.values())}")
+    return report
+
+
 def _log_to_wandb(out_dir: Path, source: str, config: FitConfig) -> None:
     # Imported only when asked for: wandb and matplotlib take ~2 s to import.
     from analysis.wandb_log import log_analysis
@@ -392,11 +429,15 @@ def parser() -> argparse.ArgumentParser:
     `FitConfig` field (given options override the chosen config field by field)."""
     p = _Parser(
         prog="scaling-fit",
-        description="Fit Chinchilla/Kaplan scaling laws to a run store, a W&B project or a CSV.",
+        description="Fit Chinchilla/Kaplan scaling laws to a run store, a W&B project or a CSV; "
+        "or, with --law multipower or tissue, a law of whole loss curves to its runs' curves.",
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument(
-        "source", help="run-store folder, wandb:entity/project, W&B offline folder or CSV"
+        "source",
+        nargs="+",
+        help="run-store folder, wandb:entity/project, W&B offline folder or CSV; with --law "
+        "multipower or tissue: a run-store folder or curve CSV files (step, lr, loss)",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
@@ -417,9 +458,18 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scaling-fit``."""
     args = vars(parser().parse_args(argv))
-    source, out, name = args.pop("source"), args.pop("out"), args.pop("config")
+    sources, out, name = args.pop("source"), args.pop("out"), args.pop("config")
     try:
-        run_fit(source, out, FitConfig.load(name, args))
+        config = FitConfig.load(name, args)
+        if config.law in CURVE_LAWS:
+            run_curves_fit(sources, out, config)
+        elif len(sources) > 1:
+            raise FitError(
+                f"{len(sources)} sources {sources}: give one (several only as curve files of "
+                f"--law {' or '.join(CURVE_LAWS)})"
+            )
+        else:
+            run_fit(sources[0], out, config)
     except (FitError, CollectError, FitConfigError) as err:
         message = " ".join(str(err).split())
         print(f"scaling-fit: error: {message}", file=sys.stderr)

@@ -685,6 +685,10 @@ def tissue(
     return law
 
 
+CURVE_LAWS: dict[str, Callable[..., CurveLaw]] = {"multipower": multipower, "tissue": tissue}
+"""The laws of whole curves by name (``scaling-fit --law``): each binds a law to its curves."""
+
+
 # ----------------------------------------------------------------------------- checks and use
 
 

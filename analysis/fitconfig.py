@@ -21,8 +21,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from analysis.collect import CSV_TARGETS, CURVE_TARGETS
+from analysis.curves import CURVE_LAWS
 from analysis.laws import LAWS
 from scaling.contract import CONVENTIONS, WandbMode
+from scaling.contract.schedule import parse_spec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "fit"
 APPROACHES = (1, 2, 3)
@@ -43,7 +45,8 @@ class FitConfig:
     """FLOP convention for C: kaplan, 6n or chinchilla."""
     law: str = "chinchilla"
     """Parametric law of the fit, a name of the registry (analysis/laws.py); approach 3 needs
-    chinchilla, any other law is fitted and reported as the law fit."""
+    chinchilla, any other law is fitted and reported as the law fit. multipower or tissue: a
+    law of whole loss curves (analysis/curves.py) fitted to each run's curve."""
     bootstrap: int = 1000
     """Bootstrap resamples of runs for every interval (0: no intervals)."""
     seed: int = 0
@@ -77,6 +80,18 @@ class FitConfig:
     """Learning curves of a CSV source: a CSV file or glob, one file per run named by the run."""
     curve_columns: dict[str, str] | None = None
     """Column mapping of the curve files, e.g. 'tokens=total_tokens,loss=val_loss'."""
+    held_out_curves: list[str] = field(default_factory=list)
+    """Curve laws: curves (run names, or curve-file stems) held out of the fit and predicted
+    from the others."""
+    predict: list[str] = field(default_factory=list)
+    """Curve laws: schedules to predict without training, e.g. cosine:24000,wsd:24000:0.2
+    (constant:STEPS, cosine:STEPS[:FINAL_LR_FRAC], wsd:STEPS[:COOLDOWN_FRAC[:SHAPE]])."""
+    curve_loss: str = "val_loss"
+    """Curve laws on a run store: the loss each curve follows, val_loss or train_loss."""
+    curve_decay: float = 0.999
+    """Curve laws: Tissue's momentum factor lambda of the annealing area, in [0, 1)."""
+    curve_block: int = 10
+    """Curve laws: consecutive logged steps of one curve resampled together by the bootstrap."""
     budget_tol_dex: float = 0.05
     """Runs whose log10 C lie within this of a neighbour form one IsoFLOP budget (approach 2)."""
     wandb: bool = False
@@ -97,7 +112,15 @@ class FitConfig:
             "approaches", self.approaches, "a non-empty subset of 1, 2, 3",
         )  # fmt: skip
         _require(self.convention in CONVENTIONS, "convention", self.convention, CONVENTIONS)
-        _require(self.law in LAWS, "law", self.law, f"one of {sorted(LAWS)}")
+        laws = sorted([*LAWS, *CURVE_LAWS])
+        _require(self.law in LAWS or self.law in CURVE_LAWS, "law", self.law, f"one of {laws}")
+        curves = ("val_loss", "train_loss")
+        _require(self.curve_loss in curves, "curve_loss", self.curve_loss, f"one of {curves}")
+        for spec in self.predict:
+            try:
+                parse_spec(spec)
+            except ValueError as err:
+                raise FitConfigError(f"predict: {err}") from None
         modes = tuple(m.value for m in WandbMode)
         _require(self.wandb_mode in modes, "wandb_mode", self.wandb_mode, f"one of {modes}")
         for name, targets in (("columns", CSV_TARGETS), ("curve_columns", CURVE_TARGETS)):
@@ -112,6 +135,8 @@ class FitConfig:
         _require(_positive(self.budget_tol_dex), "budget_tol_dex", self.budget_tol_dex, "> 0")
         _require(self.grid is None or self.grid >= 1, "grid", self.grid, "a start count >= 1")
         _require(self.drop_highest >= 0, "drop_highest", self.drop_highest, "a count >= 0")
+        _require(0 <= self.curve_decay < 1, "curve_decay", self.curve_decay, "a factor in [0, 1)")
+        _require(self.curve_block >= 1, "curve_block", self.curve_block, "logged steps >= 1")
         bad = [t for t in self.targets if not _positive(t)]
         _require(not bad, "targets", self.targets, "finite compute values > 0 (e.g. 1e21)")
 

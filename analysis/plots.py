@@ -859,6 +859,77 @@ PLOTTERS: dict[str, Callable[[Results, str | None], Figure]] = {
 }
 
 
+# --- a law of whole loss curves (scaling-fit --law multipower|tissue) --------------------------
+
+# Okabe-Ito: colour-blind safe, one colour per curve (cycled past eight curves)
+CURVE_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+CURVE_COLUMNS = ("curve", "kind", "step", "lr", "loss", "predicted")
+
+
+def load_curve_results(results_dir: Path) -> tuple[FitReport, pd.DataFrame]:
+    """fit.json (with a ``curves`` section) and curves.csv of a curve-law fit."""
+    results_dir = Path(results_dir)
+    fit = FitReport.load(results_dir / "fit.json")
+    if fit.curves is None:
+        raise ValueError(f"{results_dir / 'fit.json'} holds no curve-law fit (--law multipower)")
+    table = _read_csv(results_dir / "curves.csv")
+    missing = sorted(set(CURVE_COLUMNS) - set(table.columns))
+    if missing:
+        raise ValueError(f"{results_dir / 'curves.csv'} lacks columns {missing}")
+    table = _numeric(table, ["step", "lr", "loss", "predicted"])
+    return fit, table.assign(curve=table["curve"].astype(str))
+
+
+def plot_curve_law(fit: FitReport, table: pd.DataFrame, width: str | None = None) -> Figure:
+    """Observed (points; hollow: held out) and predicted (lines; dashed: never trained) loss
+    curves per schedule, with the relative residuals of the observed curves below."""
+    assert fit.curves is not None
+    w = st.width_inches(width or "double")
+    fig = NotedFigure(layout="constrained")
+    fig.set_size_inches(w, w * 0.62)
+    ax, ax_r = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    for i, (name, g) in enumerate(table.groupby("curve", sort=False)):
+        color = CURVE_COLORS[i % len(CURVE_COLORS)]
+        g = g.sort_values("step")
+        kind = str(g["kind"].iloc[0])
+        label = f"{name} (held out)" if kind == "held_out" else name
+        if kind == "predicted":
+            label = f"{name} (predicted)"
+        ax.plot(g["step"], g["predicted"], color=color, lw=1.0, ls="--" if kind == "predicted"
+                else "-", label=label, gid=f"predicted:{name}")  # fmt: skip
+        if kind == "predicted":
+            continue
+        held = kind == "held_out"
+        ax.scatter(g["step"], g["loss"], s=8, marker="o", linewidths=0.7, edgecolors=color,
+                   facecolors="white" if held else color, zorder=3, gid=f"observed:{name}")  # fmt: skip
+        ax_r.plot(g["step"], 100 * (g["predicted"] - g["loss"]) / g["loss"], color=color,
+                  lw=0.8, ls=":" if held else "-", marker=".", ms=2, gid=f"residual:{name}")  # fmt: skip
+    ax_r.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_ylabel("loss (nats/token)")
+    ax_r.set_ylabel("pred. - obs. (%)")
+    ax_r.set_xlabel("optimiser step")
+    ax.set_title(f"{fit.curves.law}: points observed (hollow: held out), lines predicted")
+    ax.legend(loc="upper right", ncols=2, fontsize="small")
+    return fig
+
+
+def plot_curve_results(
+    results_dir: Path,
+    out_dir: Path | None = None,
+    style: str | None = None,
+    fmt: Sequence[str] = ("pdf", "png"),
+    usetex: bool = False,
+    width: str | None = None,
+) -> list[Path]:
+    """The curve-law figure (figures/curve_law) of a results dir, from fit.json + curves.csv."""
+    fit, table = load_curve_results(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else Path(results_dir) / "figures"
+    with st.paper_style(style, usetex=usetex):
+        fig = plot_curve_law(fit, table, width)
+        st.declutter(fig)
+        return st.save(fig, out_dir / "curve_law", fmt)
+
+
 def render(name: str, res: Results, width: str | None = None) -> Figure:
     """Figure ``name`` of ``res``, with any tick labels that would overlap unlabelled."""
     fig = PLOTTERS[name](res, width)
@@ -882,6 +953,8 @@ def plot_all(
     if unknown:
         raise ValueError(f"unknown figures {sorted(unknown)}; valid: {', '.join(FIGURES)}")
     results_dir = Path(results_dir)
+    if (results_dir / "fit.json").is_file() and FitReport.load(results_dir / "fit.json").curves:
+        return plot_curve_results(results_dir, out_dir, style, fmt, usetex, width)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "figures"
     res = load_results(results_dir)
     for note in res.notes:

@@ -1,4 +1,5 @@
-"""Fit report: fit.json, report.md, table.tex (booktabs), runs.csv and curves.csv.
+"""Fit report: fit.json, report.md, table.tex (booktabs), runs.csv and curves.csv; for a law of
+whole loss curves (``--law multipower|tissue``) fit.json, report.md and curves.csv.
 
 Everything here reads the typed `FitReport` (analysis/results.py); formulas, parameter names and
 LaTeX labels come from the law registry (analysis/laws.py).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from analysis.collect import Collected
 from analysis.results import Allocation, Estimate, FitReport, LawFit, Target
@@ -281,6 +283,105 @@ def markdown_report(report: FitReport) -> str:
         _settings,
     )
     return "\n".join(line for section in sections for line in section(report)) + "\n"
+
+
+# ---- a law of whole loss curves (scaling-fit --law multipower|tissue) ----
+
+CURVE_OUTPUTS = ("fit.json", "report.md", "curves.csv")
+CURVE_FIGURE = "curve_law"  # figures/curve_law.{pdf,png}, drawn by analysis.plots
+
+
+def _curve_header(report: FitReport) -> list[str]:
+    cr = report.curves
+    assert cr is not None
+    n_held = sum(s.held_out for s in cr.per_curve.values())
+    out = [
+        f"# Loss-curve law fit: {cr.law}",
+        "",
+        f"- source: `{report.source}`",
+        f"- curves: {len(cr.per_curve)} ({len(cr.per_curve) - n_held} fitted, {n_held} held "
+        f"out); {cr.n_points} logged steps fitted; loss: `{cr.loss}`",
+        f"- bootstrap: {report.bootstrap.n} resamples of blocks of {cr.bootstrap_block} "
+        f"consecutive logged steps, seed {report.bootstrap.seed}, "
+        f"{round(100 * report.bootstrap.ci)}% percentile intervals",
+        "",
+    ]
+    if report.warnings:
+        out += ["## Warnings", "", *(f"- **{w}**" for w in report.warnings), ""]
+    return out
+
+
+def _curve_sections(report: FitReport) -> list[str]:
+    cr = report.curves
+    assert cr is not None
+    decay = f" (Tissue's lambda = {cr.decay})" if cr.decay is not None else ""
+    out = [
+        "## Fitted law",
+        "",
+        f"`{cr.formula}`{decay}",
+        "",
+        f"Huber delta {report.config.huber_delta} on log loss, L-BFGS from {cr.n_starts} starts; "
+        f"{cr.n_best} reached the best objective {cr.objective:.6g}.",
+        "",
+        "| parameter | estimate | interval |",
+        "|---|---|---|",
+        *(f"| {name} | {fmt(e.value)} | {fmt_ci(e.ci)} |" for name, e in cr.params.items()),
+        "",
+        "## Curves: observed against predicted",
+        "",
+        "| curve | held out | R^2 | mean rel. error | max rel. error |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {name} | {'yes' if s.held_out else 'no'} | {s.r2:.5f} | {s.mean_rel_err:.3%} | "
+        f"{s.max_rel_err:.3%} |"
+        for name, s in cr.per_curve.items()
+    ]
+    out.append("")
+    if cr.predictions:
+        out += ["## Predicted schedules (not trained)", ""]
+        out += ["| schedule | steps | final loss | interval |", "|---|---|---|---|"]
+        out += [
+            f"| `{p.schedule}` | {p.total_steps} | {fmt(p.final_loss.value)} | "
+            f"{fmt_ci(p.final_loss.ci)} |"
+            for p in cr.predictions
+        ]
+        out.append("")
+    return [*out, f"![observed and predicted curves](figures/{CURVE_FIGURE}.png)", ""]
+
+
+def curves_report(report: FitReport) -> str:
+    """The human-readable report of a curve-law fit."""
+    sections = (_curve_header, _curve_sections, _settings)
+    return "\n".join(line for section in sections for line in section(report)) + "\n"
+
+
+def curves_summary(report: FitReport) -> str:
+    """A few lines for the terminal: the law, its parameters, the held-out scores, predictions."""
+    cr = report.curves
+    assert cr is not None
+    params = ", ".join(f"{name} = {fmt_est(e)}" for name, e in cr.params.items())
+    lines = [f"{cr.law}: {params}"]
+    held = {n: s for n, s in cr.per_curve.items() if s.held_out}
+    if held:
+        r2 = sum(s.r2 for s in held.values()) / len(held)
+        err = sum(s.mean_rel_err for s in held.values()) / len(held)
+        lines.append(
+            f"held-out curves {sorted(held)}: mean R^2 {r2:.5f}, mean rel. error {err:.3%}"
+        )
+    lines += [f"predicted {p.schedule}: final loss {fmt_est(p.final_loss)}" for p in cr.predictions]
+    return "\n".join(lines)
+
+
+def write_curve_outputs(out_dir: str | Path, report: FitReport, table: Any) -> dict[str, Path]:
+    """Write fit.json, report.md and curves.csv (``table``, a DataFrame) of a curve-law fit."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in CURVE_OUTPUTS}
+    report.save(paths["fit.json"])
+    paths["report.md"].write_text(curves_report(report))
+    table.to_csv(paths["curves.csv"], index=False)
+    return paths
 
 
 def write_outputs(out_dir: str | Path, report: FitReport, collected: Collected) -> dict[str, Path]:

@@ -2,7 +2,8 @@
 
 A `FitReport` holds how the fit was made (its `FitConfig`, the runs fitted, excluded and held
 out), one result per approach (`Approach1Result`, `Approach2Result`, `Approach3Result`), the
-``--law`` fit (`LawFit`) and the extrapolation check (`HoldoutCheck`). Every number with an
+``--law`` fit (`LawFit`), the extrapolation check (`HoldoutCheck`) and the fit of a law of
+whole loss curves (`CurvesResult`). Every number with an
 interval is an `Estimate`. Laws are named by their registry name (`analysis.laws.LAWS`), whose
 ``predict_natural`` and ``labels`` every reader uses. Non-finite numbers are stored as JSON null
 and read back as NaN; a corrupt file or an unknown format version raises `FitReportError`
@@ -339,6 +340,62 @@ class Bootstrap:
 
 
 @dataclass
+class CurveScore:
+    """How one loss curve's prediction meets its observed loss (the contract's four names)."""
+
+    held_out: bool
+    """Whether the curve was held out of the fit (predicted, never fitted)."""
+    r2: float
+    """R^2 of the predicted against the observed loss over the curve's logged steps."""
+    mean_rel_err: float
+    """Mean |predicted - observed| / observed over the curve's logged steps."""
+    max_rel_err: float
+    """Largest |predicted - observed| / observed over the curve's logged steps."""
+
+
+@dataclass
+class CurvePrediction:
+    """The predicted loss of a schedule nobody trained (``scaling-fit --predict``)."""
+
+    schedule: str
+    """The schedule as the user described it, e.g. "cosine:24000" or "wsd:24000:0.2"."""
+    total_steps: int
+    """Optimiser steps of the schedule."""
+    final_loss: Estimate
+    """Predicted loss after the last step, with its bootstrap interval."""
+
+
+@dataclass
+class CurvesResult:
+    """A law of the whole loss curve (``--law multipower`` or ``tissue``) fitted to curves."""
+
+    law: str
+    """The curve law: multipower (Luo et al. 2025) or tissue (Tissue et al. 2024)."""
+    formula: str
+    """The law's formula."""
+    params: dict[str, Estimate]
+    """Fitted parameters in natural units (L0, A, alpha, ...), with bootstrap intervals."""
+    per_curve: dict[str, CurveScore]
+    """Per curve (by name): held_out, r2, mean_rel_err, max_rel_err."""
+    loss: str
+    """The loss the curves follow: val_loss or train_loss of a run store, loss of a CSV."""
+    objective: float
+    """The best Huber objective reached."""
+    n_starts: int
+    """Starts of the multi-start optimiser."""
+    n_best: int
+    """Starts that reached the best objective."""
+    n_points: int
+    """Logged steps fitted (over the curves not held out)."""
+    bootstrap_block: int
+    """Consecutive logged steps of one curve resampled together by the bootstrap."""
+    decay: float | None = None
+    """Tissue's momentum factor lambda (None for the multi-power law)."""
+    predictions: list[CurvePrediction] = field(default_factory=list)
+    """Final losses of the --predict schedules (their curves are in curves.csv)."""
+
+
+@dataclass
 class FitReport:
     """Everything ``scaling-fit`` decided (fit.json): settings, runs, one result per approach."""
 
@@ -372,6 +429,8 @@ class FitReport:
     """The fit of a --law other than chinchilla."""
     holdout: HoldoutCheck | None = None
     """The extrapolation check (None without a hold-out rule)."""
+    curves: CurvesResult | None = None
+    """The fit of a law of whole loss curves (None unless --law is a curve law)."""
     warnings: list[str] = field(default_factory=list)
     """What a reader must know: implausible exponents, a hold-out rule that selected nothing."""
     format: int = FIT_FORMAT

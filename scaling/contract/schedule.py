@@ -170,3 +170,37 @@ TRAINER_KINDS: dict[str, Callable[[int, int, float, int, Shape], Schedule]] = {
     ),
 }
 """ScheduleKind name -> (total_steps, warmup, final_lr_frac, decay_start, shape) -> schedule."""
+
+
+SPEC_GRAMMAR = (
+    "constant:STEPS, cosine:STEPS[:FINAL_LR_FRAC] or wsd:STEPS[:COOLDOWN_FRAC[:SHAPE]] "
+    "(SHAPE linear, sqrt or cosine), e.g. cosine:24000 or wsd:24000:0.2"
+)
+
+
+def parse_spec(spec: str) -> dict[str, object]:
+    """``trainer_schedule`` keywords of a schedule described as text (``SPEC_GRAMMAR``)."""
+    kind, *fields = spec.strip().split(":")
+    extra = {"cosine": ("final_lr_frac",), "wsd": ("cooldown_frac", "cooldown_shape")}
+    names = ("total_steps", *extra.get(kind, ()))
+    if kind not in TRAINER_KINDS or not 1 <= len(fields) <= len(names):
+        raise ValueError(f"schedule {spec!r} is not valid; use {SPEC_GRAMMAR}")
+    out: dict[str, object] = {"kind": kind}
+    for name, text in zip(names, fields):
+        try:
+            value: object = (
+                int(text) if name == "total_steps" else text if name == "cooldown_shape"
+                else float(text)
+            )  # fmt: skip
+        except ValueError:
+            value = None
+        ok = {
+            "total_steps": lambda v: isinstance(v, int) and v >= 1,
+            "final_lr_frac": lambda v: isinstance(v, float) and 0 <= v <= 1,
+            "cooldown_frac": lambda v: isinstance(v, float) and 0 < v <= 1,
+            "cooldown_shape": lambda v: v in ("linear", "sqrt", "cosine"),
+        }[name](value)
+        if not ok:
+            raise ValueError(f"schedule {spec!r}: {name} {text!r} is not valid; use {SPEC_GRAMMAR}")
+        out[name] = value
+    return out
