@@ -21,7 +21,9 @@ Built-in corpora (`data.name`):
   in its path) that decodes as UTF-8 is read (`.jsonl` files line by line as above), in sorted
   relative-path order, joined by a blank line, while files that do not decode (binaries) are
   skipped and counted in `meta.json`. All of it by default; `data.max_bytes` caps it, and a
-  capped corpus says so in `meta.json` and on stderr.
+  capped corpus says so in `meta.json` and on stderr. A folder prepared by `scaling-prepare`
+  (token shards, any tokenizer: `scaling/shards.py`) is opened as it is; one whose preparation
+  did not finish is refused.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from torch.utils.data import IterableDataset, get_worker_info
 
 from scaling.config import DataConfig, MarkovConfig, Tokenizer
-from scaling.shards import DataError
+from scaling.shards import DataError, PreparedCorpus, open_corpus
 
 # Bump when the layout of a prepared folder or the definition of a corpus changes, so old
 # caches are rebuilt instead of silently reused.
@@ -74,13 +76,18 @@ class Corpus:
     entropy_rate: float | None  # nats/token, markov only: the irreducible loss E
     path: Path  # the prepared folder
     dtype: str  # numpy dtype of the token files
+    prepared: PreparedCorpus | None = None  # a scaling-prepare folder (shards); vocab_size padded
 
     def train_tokens(self) -> np.ndarray:
-        """The training split as a read-only 1-D memmap."""
+        """The training split as a read-only 1-D memmap (a copy for a multi-shard corpus)."""
+        if self.prepared is not None:
+            return self.prepared.tokens("train")
         return np.memmap(self.path / "train.bin", dtype=self.dtype, mode="r", shape=(self.n_train,))
 
     def val_tokens(self) -> np.ndarray:
-        """The validation split as a read-only 1-D memmap."""
+        """The validation split as a read-only 1-D memmap (a copy for a multi-shard corpus)."""
+        if self.prepared is not None:
+            return self.prepared.tokens("val")
         return np.memmap(self.path / "val.bin", dtype=self.dtype, mode="r", shape=(self.n_val,))
 
     def meta(self) -> dict[str, Any]:
@@ -93,6 +100,8 @@ class Corpus:
 
 def load_corpus(cfg: DataConfig) -> Corpus:
     """Return the prepared corpus for `cfg`, preparing it into the cache first if needed."""
+    if cfg.name == "text" and _is_prepared(Path(str(cfg.path)).expanduser()):
+        return _open_prepared(Path(str(cfg.path)).expanduser())
     fingerprint = _fingerprint(cfg)
     key = _sha256(json.dumps(fingerprint, sort_keys=True).encode())[:16]
     cache = Path(cfg.cache_dir).expanduser()
@@ -115,6 +124,28 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return _open(folder)
+
+
+def _is_prepared(path: Path) -> bool:
+    """Whether `path` is a scaling-prepare folder (complete or not)."""
+    return path.is_dir() and any(path.glob("*.done.json"))  # every finished shard has one
+
+
+def _open_prepared(path: Path) -> Corpus:
+    """A scaling-prepare folder as a Corpus (refused unless its preparation finished)."""
+    prepared = open_corpus(path)
+    m = prepared.meta
+    return Corpus(
+        name="text",
+        vocab_size=m.tokenizer.padded_vocab_size,
+        content_hash=m.content_hash,
+        n_train=m.n_tokens["train"],
+        n_val=m.n_tokens["val"],
+        entropy_rate=None,
+        path=path,
+        dtype=m.dtype,
+        prepared=prepared,
+    )
 
 
 def _fingerprint(cfg: DataConfig) -> dict[str, Any]:

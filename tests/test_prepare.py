@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -14,7 +15,10 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from scaling import prepare as prep
+from scaling.config import DataConfig
+from scaling.data import load_corpus
 from scaling.shards import DataError, ShardError, open_corpus
+from scaling.train import train
 
 
 def _docs(n: int = 300, seed: int = 0) -> list[str]:
@@ -331,3 +335,19 @@ def test_settings_file_names_the_corpus_and_bad_keys(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("val_fracton: 0.2\n")
     assert prep.main(["--settings", str(tmp_path / "bad.yaml"), str(src), "--out", "o"]) == 2
     assert "unknown setting(s) ['val_fracton']" in capsys.readouterr().err
+
+
+def test_training_reads_a_prepared_folder_and_refuses_an_unfinished_one(tmp_path, tiny_cfg):
+    docs = _docs(1500)
+    src = _jsonl(tmp_path / "a.jsonl", docs)
+    corpus = prep.prepare(_settings([src], tmp_path / "ready", chunks_per_shard=1000))
+    c = load_corpus(DataConfig(name="text", path=str(tmp_path / "ready")))
+    assert c.prepared == corpus and c.vocab_size == 320  # the model's vocabulary: padded
+    assert c.n_val == corpus.n_tokens("val") and c.content_hash == corpus.meta.content_hash
+    assert np.array_equal(c.train_tokens(), corpus.tokens("train"))
+    result = train(tiny_cfg("train.steps=3", "data=text", f"data.path={tmp_path / 'ready'}"))
+    assert result.summary.status == "completed"
+    assert result.summary.corpus_hash == corpus.meta.content_hash
+    (tmp_path / "ready" / "meta.json").unlink()  # as if killed before the completion marker
+    with pytest.raises(DataError, match="did not finish"):
+        load_corpus(DataConfig(name="text", path=str(tmp_path / "ready")))
