@@ -345,7 +345,7 @@ def test_training_reads_a_prepared_folder_and_refuses_an_unfinished_one(tmp_path
     assert c.prepared == corpus and c.vocab_size == 320  # the model's vocabulary: padded
     assert c.n_val == corpus.n_tokens("val") and c.content_hash == corpus.meta.content_hash
     assert np.array_equal(c.train_tokens(), corpus.tokens("train"))
-    result = train(tiny_cfg("train.steps=3", "data=text", f"data.path={tmp_path / 'ready'}"))
+    result = train(tiny_cfg("train.steps=3", "data=prepared", f"data.path={tmp_path / 'ready'}"))
     assert result.summary.status == "completed"
     assert result.summary.corpus_hash == corpus.meta.content_hash
     (tmp_path / "ready" / "meta.json").unlink()  # as if killed before the completion marker
