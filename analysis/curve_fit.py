@@ -199,10 +199,11 @@ def file_curves(patterns: Sequence[str], columns: dict[str, str] | None = None) 
 
 
 def _file_template(curves: Sequence[Curve]) -> Callable[[str], np.ndarray]:
-    """Spec -> per-step LR shaped like the given curves: their peak, warmup and final LR."""
+    """Spec -> per-step LR with the first curve's peak LR and warmup (linear, from 0 when its
+    lr[0] is 0); as in the trainer, a cosine ends at 0.1 x peak and a WSD decay at 0 unless the
+    spec says otherwise."""
     first = curves[0]
-    peak, warmup = float(first.lr.max()), first.peak_step + (first.lr[0] > 0)
-    final = min(float(c.lr[-1] / c.lr.max()) for c in curves)
+    peak, warmup = float(first.lr.max()), first.peak_step + int(first.lr[0] > 0)
     from_zero = bool(first.lr[0] == 0)
 
     def make(spec: str) -> np.ndarray:
@@ -212,11 +213,11 @@ def _file_template(curves: Sequence[Curve]) -> Callable[[str], np.ndarray]:
         if kw["kind"] == "constant":
             sched = Constant(total, warmup, peak, from_zero)
         elif kw["kind"] == "cosine":
-            sched = Cosine(total, warmup, peak, from_zero, float(kw.get("final_lr_frac", final)))
+            sched = Cosine(total, warmup, peak, from_zero, float(kw.get("final_lr_frac", 0.1)))
         else:
             start = total - max(1, round(float(kw.get("cooldown_frac", 0.2)) * total))
             shape = Shape(str(kw.get("cooldown_shape", "sqrt")))
-            sched = WSD(total, warmup, peak, from_zero, start, final, shape)
+            sched = WSD(total, warmup, peak, from_zero, start, 0.0, shape)
         return np.array(sched.lrs())
 
     return make

@@ -36,6 +36,9 @@ CLASSES = (
     results.Band,
     results.HoldoutCheck,
     results.HoldoutRun,
+    results.CurvesResult,
+    results.CurveScore,
+    results.CurvePrediction,
 )
 
 

@@ -337,17 +337,22 @@ def test_settings_file_names_the_corpus_and_bad_keys(tmp_path, capsys):
     assert "unknown setting(s) ['val_fracton']" in capsys.readouterr().err
 
 
-def test_training_reads_a_prepared_folder_and_refuses_an_unfinished_one(tmp_path, tiny_cfg):
-    docs = _docs(1500)
-    src = _jsonl(tmp_path / "a.jsonl", docs)
-    corpus = prep.prepare(_settings([src], tmp_path / "ready", chunks_per_shard=1000))
+def test_load_corpus_reads_a_prepared_folder_and_refuses_an_unfinished_one(tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", _docs(400))
+    corpus = prep.prepare(_settings([src], tmp_path / "ready"))
     c = load_corpus(DataConfig(name="text", path=str(tmp_path / "ready")))
     assert c.prepared == corpus and c.vocab_size == 320  # the model's vocabulary: padded
     assert c.n_val == corpus.n_tokens("val") and c.content_hash == corpus.meta.content_hash
-    assert np.array_equal(c.train_tokens(), corpus.tokens("train"))
-    result = train(tiny_cfg("train.steps=3", "data=prepared", f"data.path={tmp_path / 'ready'}"))
-    assert result.summary.status == "completed"
-    assert result.summary.corpus_hash == corpus.meta.content_hash
+    assert np.array_equal(c.train_tokens(), np.concatenate(corpus.shard_tokens("train")))
     (tmp_path / "ready" / "meta.json").unlink()  # as if killed before the completion marker
     with pytest.raises(DataError, match="did not finish"):
         load_corpus(DataConfig(name="text", path=str(tmp_path / "ready")))
+
+
+@pytest.mark.slow
+def test_training_on_a_prepared_folder(tmp_path, tiny_cfg):
+    src = _jsonl(tmp_path / "a.jsonl", _docs(1500))
+    corpus = prep.prepare(_settings([src], tmp_path / "ready", chunks_per_shard=1000))
+    result = train(tiny_cfg("train.steps=3", "data=prepared", f"data.path={tmp_path / 'ready'}"))
+    assert result.summary.status == "completed"
+    assert result.summary.corpus_hash == corpus.meta.content_hash
