@@ -158,6 +158,7 @@ class RunRecorder(L.Callback):
         self.last_val: float | None = None
         self.last_train: float | None = None
         self.best_val: float | None = None
+        self.val_tokens_per_byte: float | None = None  # set by the trainer when known
         self._t_window = self._t_progress = time.perf_counter()
         self._s_window = 0
         self.tokens_per_s: float | None = None
@@ -248,6 +249,8 @@ class RunRecorder(L.Callback):
                 val = trainer.strategy.broadcast(val, src=0)
             row = row or self._base_row(step)
             row["val_loss"] = val
+            if self.val_tokens_per_byte:  # bits per byte of the validation text
+                row["val_bpb"] = val * self.val_tokens_per_byte / math.log(2)
             self.last_val = val
             self.best_val = val if self.best_val is None else min(self.best_val, val)
             if not math.isfinite(val):

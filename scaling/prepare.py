@@ -93,7 +93,7 @@ class PrepareSettings:
     test_fraction: float = 0.0
     """Share of documents held out for test (by document hash); 0: no test split."""
     max_bytes: int | None = None
-    """Stop after this many bytes of text (None: all of it)."""
+    """Stop after this many bytes of text, per job (None: all of it)."""
     max_vocab: int = 1 << 18
     """Largest tokenizer vocabulary the model accepts."""
     chunk_bytes: int = 1 << 20
