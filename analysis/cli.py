@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.collect import Collected, CollectError, collect, parse_columns
+from analysis.collect import Collected, CollectError, collect, parse_columns, with_target
 from analysis.curve_fit import run_curve_fit
 from analysis.curves import CURVE_LAWS
 from analysis.expr import ExprError, mask_of, values_of
@@ -286,6 +286,7 @@ def run_fit(
         curves=config.curves,
         curve_columns=config.curve_columns,
     )
+    collected = with_target(collected, config.fit_on)
     sel = select(collected, config)
     report = FitReport(
         source=str(source),

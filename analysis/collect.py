@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ RUN_COLUMNS = [
     "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr", "B",
     "tokens_per_param", "heldout", "entropy_rate", "budget", "corpus", "vocab_size",
-    "exclusion_reason",
+    "exclusion_reason", "loss_bpb", "unique_tokens", "epochs",
 ]  # fmt: skip
 CURVE_COLUMNS = [
     "run", "sweep", "size", "N", "step", "tokens",
-    "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "lr",
+    "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "lr", "loss_bpb",
 ]  # fmt: skip
 CSV_TARGETS = (
     "run", "sweep", "size", "status", "N", "D", "S", "C", "loss", "seed", "lr", "corpus",
@@ -55,6 +55,7 @@ METRIC_TO_CURVE = {
     "tokens": "tokens",
     **{f"flops_{c}": f"C_{c}" for c in CONVENTIONS},
     "val_loss": "loss",
+    "val_bpb": "loss_bpb",
     "train_loss": "train_loss",
     "lr": "lr",
 }
@@ -184,6 +185,9 @@ def _summary_row(s: RunSummary) -> dict:
         "D": float(s.D),
         "S": float(s.steps),  # optimiser steps, for Kaplan's L(N, S)
         "loss": _num(s.final_val_loss),
+        "loss_bpb": _num(s.final_val_bpb),  # bits per byte (scaling-fit target=bpb)
+        "unique_tokens": _num(s.unique_tokens),
+        "epochs": _num(s.epochs),
         "train_loss": _num(s.final_train_loss),
         "seed": s.seed,
         "lr": float(s.lr),
@@ -578,6 +582,24 @@ def from_csv(
     collected = _finish(rows, curve_list, str(path), convention)
     collected.convention = f"as given (CSV column {mapping['C']!r})" if "C" in mapping else "6ND"
     return collected
+
+
+TARGETS = ("loss", "bpb")  # what a fit calls loss: nats per token, or bits per byte
+
+
+def with_target(collected: Collected, target: str) -> Collected:
+    """``collected`` with ``loss`` (runs and curves) as ``target`` says: ``loss`` (nats per
+    token, as collected) or ``bpb`` (bits per byte; runs without it are excluded, named)."""
+    if target not in TARGETS:
+        raise CollectError(f"unknown fit target {target!r}; use one of {TARGETS}")
+    if target == "loss":
+        return collected
+    runs, curves = collected.runs.copy(), collected.curves.copy()
+    missing = (runs["exclusion_reason"] == "") & ~(runs["loss_bpb"] > 0)
+    runs.loc[missing, "exclusion_reason"] = "no bits per byte (its corpus has no byte count)"
+    runs["loss"], curves["loss"] = runs["loss_bpb"], curves["loss_bpb"]
+    curves = curves[curves["loss"].notna()]
+    return replace(collected, runs=runs, curves=curves)
 
 
 def collect(

@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from analysis.collect import CSV_TARGETS, CURVE_TARGETS
+from analysis.collect import CSV_TARGETS, CURVE_TARGETS, TARGETS
 from analysis.curves import CURVE_LAWS
 from analysis.laws import LAWS
 from scaling.contract import CONVENTIONS, WandbMode
@@ -47,6 +47,9 @@ class FitConfig:
     """Parametric law of the fit, a name of the registry (analysis/laws.py); approach 3 needs
     chinchilla, any other law is fitted and reported as the law fit. multipower or tissue: a
     law of whole loss curves (analysis/curves.py) fitted to each run's curve."""
+    fit_on: str = "loss"
+    """What the fit calls loss: 'loss' (validation nats per token) or 'bpb' (bits per byte of
+    validation text, comparable across tokenizers; runs without a byte count are excluded)."""
     bootstrap: int = 1000
     """Bootstrap resamples of runs for every interval (0: no intervals)."""
     seed: int = 0
@@ -121,6 +124,7 @@ class FitConfig:
                 parse_spec(spec)
             except ValueError as err:
                 raise FitConfigError(f"predict: {err}") from None
+        _require(self.fit_on in TARGETS, "fit_on", self.fit_on, f"one of {TARGETS}")
         modes = tuple(m.value for m in WandbMode)
         _require(self.wandb_mode in modes, "wandb_mode", self.wandb_mode, f"one of {modes}")
         for name, targets in (("columns", CSV_TARGETS), ("curve_columns", CURVE_TARGETS)):

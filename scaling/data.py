@@ -634,20 +634,51 @@ def _to_xy(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
 
 
+def train_parts(corpus: Corpus | PreparedCorpus) -> list[np.ndarray]:
+    """The training split as memory-mapped parts: a prepared corpus's shards, else one array."""
+    prepared = corpus if isinstance(corpus, PreparedCorpus) else corpus.prepared
+    return [corpus.train_tokens()] if prepared is None else prepared.shard_tokens("train")
+
+
+def val_tokens_per_byte(corpus: Corpus | PreparedCorpus) -> float | None:
+    """Validation tokens per byte of validation text (bpb = nats x this / ln 2); None when the
+    corpus has no byte count (a Markov source)."""
+    prepared = corpus if isinstance(corpus, PreparedCorpus) else corpus.prepared
+    if prepared is not None:
+        n_tokens, n_bytes = prepared.n_tokens("val"), prepared.n_bytes("val")
+    else:
+        meta, n_tokens = corpus.meta(), corpus.n_val
+        n_bytes = meta.get("n_val_bytes")
+        if n_bytes is None and meta.get("tokenizer") == Tokenizer.byte.value:
+            n_bytes = n_tokens  # one token per byte
+    return n_tokens / n_bytes if n_tokens and n_bytes else None
+
+
 class TokenBatches:
     """Deterministic training batches: batch k is a pure function of (seed, k), so a resumed
     run sees exactly the batches an uninterrupted one would.
 
-    The split is cut into non-overlapping windows of seq_len+1 tokens; each epoch visits every
-    window once in an order drawn from (seed, epoch), and batch k holds windows [kB, (k+1)B) of
-    the epochs' orders laid end to end, so no window repeats before the epoch ends.
+    The split (one token array, or a corpus's shards, each read through its memory map) is cut
+    into non-overlapping windows of seq_len+1 tokens (per shard: none spans two shards); each
+    epoch visits every window once in an order drawn from (seed, epoch), and batch k holds
+    windows [kB, (k+1)B) of the epochs' orders laid end to end, so no window repeats before the
+    epoch ends. Only the batch's windows are read, so the loader costs the same for any split
+    size; token ids of any unsigned dtype (uint8/16/32) come out as int64.
     """
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int):
-        self.windows = _windows(tokens, seq_len)
-        self.n_windows = len(self.windows)
+    def __init__(
+        self, tokens: np.ndarray | list[np.ndarray], batch_size: int, seq_len: int, seed: int
+    ):
+        parts = [tokens] if isinstance(tokens, np.ndarray) else list(tokens)
+        self.shards = [w for w in (_windows(t, seq_len) for t in parts) if len(w)]
+        self.n_windows = sum(len(w) for w in self.shards)
+        self.windows = self.shards[0] if len(self.shards) == 1 else None
+        # first global window index of each shard, for the shard lookup of a batch
+        self._first = np.cumsum([0] + [len(w) for w in self.shards[:-1]])
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-        check_train_split("the training split", len(tokens), batch_size, seq_len)
+        # shards: the tokens in whole windows, so the count of windows in the message is exact
+        n = len(parts[0]) if len(parts) == 1 else self.n_windows * seq_len + 1
+        check_train_split("the training split", n, batch_size, seq_len)
         if seed < 0:
             raise DataError(f"seed={seed} must be >= 0")
         self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -668,7 +699,18 @@ class TokenBatches:
         idx = self._perm(epoch)[pos : pos + self.batch_size]
         if len(idx) < self.batch_size:  # the batch crosses into the next epoch
             idx = np.concatenate([idx, self._perm(epoch + 1)[: self.batch_size - len(idx)]])
-        return _to_xy(self.windows[idx])  # (B, T+1) gathered, then split
+        return _to_xy(self._gather(idx))  # (B, T+1) gathered, then split
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        """The (len(idx), T+1) windows at global window indices `idx`, in that order."""
+        if self.windows is not None:
+            return self.windows[idx]
+        shard = np.searchsorted(self._first, idx, side="right") - 1
+        rows = np.empty((len(idx), self.seq_len + 1), dtype=self.shards[0].dtype)
+        for s in np.unique(shard):
+            at = np.flatnonzero(shard == s)
+            rows[at] = self.shards[s][idx[at] - self._first[s]]
+        return rows
 
     def epoch_at(self, k: int) -> float:
         """Fractional epochs of the training split consumed after k batches."""
@@ -676,17 +718,20 @@ class TokenBatches:
 
 
 def val_batches(
-    corpus: Corpus, eval_tokens: int, batch_size: int, seq_len: int
+    corpus: Corpus | PreparedCorpus, eval_tokens: int, batch_size: int, seq_len: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed held-out windows, evenly spaced over the validation split, in batches.
 
     The windows depend only on the corpus, ``eval_tokens`` and ``seq_len``: every run of a
     sweep is scored on the same text whatever its batch size (the last batch may be smaller).
+    A prepared corpus's validation shards are read as one array (the split is small).
     """
-    need = check_val_split(
-        f"the validation split of {corpus.name}", corpus.n_val, eval_tokens, seq_len
-    )
-    windows = _windows(corpus.val_tokens(), seq_len)
+    if isinstance(corpus, PreparedCorpus):
+        name, tokens = str(corpus.path), corpus.tokens("val")
+    else:
+        name, tokens = corpus.name, corpus.val_tokens()
+    need = check_val_split(f"the validation split of {name}", len(tokens), eval_tokens, seq_len)
+    windows = _windows(tokens, seq_len)
     idx = np.arange(need) * len(windows) // need  # distinct, since len(windows) >= need
     return [_to_xy(windows[idx[i : i + batch_size]]) for i in range(0, need, batch_size)]
 

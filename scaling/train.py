@@ -49,7 +49,9 @@ from scaling.data import (
     TokenBatches,
     check_corpus_fits,
     load_corpus,
+    train_parts,
     val_batches,
+    val_tokens_per_byte,
 )
 from scaling.family import flops_per_token, param_counts
 from scaling.progress import progress_line
@@ -471,7 +473,7 @@ def _fit_and_record(
     if conf.trainer.compile:
         module.model.compile()
     batches = TokenBatches(
-        plan.corpus.train_tokens(), conf.train.batch_size, conf.model.seq_len, conf.train.seed
+        train_parts(plan.corpus), conf.train.batch_size, conf.model.seq_len, conf.train.seed
     )
     val = val_batches(
         plan.corpus, conf.train.eval_tokens, conf.train.batch_size, conf.model.seq_len
@@ -480,6 +482,7 @@ def _fit_and_record(
         conf, budget, plan.fpt, store, val, batches.epoch_at, conf.model.vocab_size,
         peak_flops(conf), plan.run_name,
     )  # fmt: skip
+    recorder.val_tokens_per_byte = tpb = val_tokens_per_byte(plan.corpus)
     extra = []
     if plan.tasks:
         per_step = conf.train.batch_size * conf.model.seq_len
@@ -499,6 +502,10 @@ def _fit_and_record(
         final_train_loss=recorder.last_train,
         best_val_loss=recorder.best_val,
         epochs=batches.epoch_at(budget.steps),
+        unique_tokens=batches.n_windows * conf.model.seq_len,
+        val_tokens_per_byte=tpb,
+        final_val_bpb=_bpb(recorder.last_val, tpb),
+        best_val_bpb=_bpb(recorder.best_val, tpb),
         wall_time_s=time.perf_counter() - t_start,
         tokens_per_s=recorder.tokens_per_s,
     )
@@ -509,6 +516,13 @@ def _fit_and_record(
         record = {k: v for k, v in summary.to_dict().items() if v is not None}
         wandb_logger.experiment.summary.update(record)
     return summary
+
+
+def _bpb(nats: float | None, tokens_per_byte: float | None) -> float | None:
+    """A loss in nats per token as bits per byte (None when either is unknown)."""
+    if nats is None or tokens_per_byte is None:
+        return None
+    return nats * tokens_per_byte / math.log(2)
 
 
 # ---- fit: the Lightning loop, checkpoints, DDP ----

@@ -83,6 +83,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "epoch",
     "task_bpb",
     "task_acc",
+    "val_bpb",
 )
 
 # The W&B history key of each metrics.csv column the training run logs to W&B (Lightning's
@@ -99,6 +100,7 @@ WANDB_KEYS: dict[str, str] = {
     "epoch": "epoch",
     "task_bpb": "task/bpb",
     "task_acc": "task/acc",
+    "val_bpb": "val/bpb",
 }
 
 
@@ -184,6 +186,16 @@ class RunSummary:
     """The exact irreducible loss (nats/token) of a synthetic Markov corpus; null otherwise."""
     epochs: float | None = None
     """Fractional epochs of the training split seen at the end (> 1 means repeated data)."""
+    unique_tokens: int | None = None
+    """Unique training tokens U: the training split's tokens in whole windows of seq_len (the
+    tokens a repeated-data run cycles through); null in records written before it was kept."""
+    val_tokens_per_byte: float | None = None
+    """Validation tokens per UTF-8 byte of validation text (bits per byte = nats per token x
+    this / ln 2); null when the corpus has no byte count (Markov sources)."""
+    final_val_bpb: float | None = None
+    """final_val_loss in bits per byte of validation text (comparable across tokenizers)."""
+    best_val_bpb: float | None = None
+    """best_val_loss in bits per byte."""
     diverged_step: int | None = None
     """The step at which the loss diverged (status diverged only)."""
     error: str | None = None
@@ -304,6 +316,10 @@ _NUMERIC: dict[str, type] = {
     "best_val_loss": float,
     "entropy_rate": float,
     "epochs": float,
+    "unique_tokens": int,
+    "val_tokens_per_byte": float,
+    "final_val_bpb": float,
+    "best_val_bpb": float,
     "diverged_step": int,
     "wall_time_s": float,
     "tokens_per_s": float,
