@@ -38,7 +38,7 @@ RUN_COLUMNS = [
     "run", "sweep", "size", "status", "N", "N_total", "N_with_head", "D", "S",
     "C_kaplan", "C_6n", "C_chinchilla", "C", "loss", "train_loss", "seed", "lr", "B",
     "tokens_per_param", "heldout", "entropy_rate", "budget", "corpus", "vocab_size",
-    "exclusion_reason", "loss_bpb", "unique_tokens", "epochs",
+    "exclusion_reason", "loss_bpb", "U", "epochs",
 ]  # fmt: skip
 CURVE_COLUMNS = [
     "run", "sweep", "size", "N", "step", "tokens",
@@ -186,7 +186,7 @@ def _summary_row(s: RunSummary) -> dict:
         "S": float(s.steps),  # optimiser steps, for Kaplan's L(N, S)
         "loss": _num(s.final_val_loss),
         "loss_bpb": _num(s.final_val_bpb),  # bits per byte (scaling-fit target=bpb)
-        "unique_tokens": _num(s.unique_tokens),
+        "U": _num(s.unique_tokens),  # unique tokens (the data_constrained law's U)
         "epochs": _num(s.epochs),
         "train_loss": _num(s.final_train_loss),
         "seed": s.seed,

@@ -248,6 +248,8 @@ class DataConfig:
     bpe_vocab_size: int = 4096
     max_bytes: Optional[int] = None  # cap on raw corpus bytes (None: all; a cap is recorded)
     val_fraction: float = 0.02  # held-out tail of the corpus, same for every run
+    # cap the training split to its first U tokens (repeated-data runs; null: all of it)
+    unique_tokens: Optional[int] = None
     cache_dir: str = ".cache/scaling"  # prepared token files, keyed by content hash
     markov: MarkovConfig = field(default_factory=MarkovConfig)
 
@@ -274,6 +276,11 @@ class DataConfig:
             )
         if self.max_bytes is not None:
             _check(self.max_bytes >= 1, f"data.max_bytes={self.max_bytes} must be >= 1 or null")
+        if self.unique_tokens is not None:
+            _check(
+                self.unique_tokens >= 1,
+                f"data.unique_tokens={self.unique_tokens} must be >= 1 or null (all tokens)",
+            )
         _check(
             0 < self.val_fraction < 1,
             f"data.val_fraction={self.val_fraction} must be in (0, 1)",
@@ -547,7 +554,7 @@ class SweepSpec:
     name: str = "sweep"
     """W&B group and runs/<name>/ (the sweep files set experiment=name)."""
     kind: str = "isoflop"
-    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd, lr or lr_bs."""
+    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd, lr, lr_bs or repeat."""
     plan: bool = False
     """Print the runs, total FLOPs and estimated wall time; launch nothing."""
     sizes: list[str] = field(default_factory=list)
@@ -562,6 +569,10 @@ class SweepSpec:
     """lr, lr_bs: peak LRs tried at every size (lr_bs: at every batch size too)."""
     batch_sizes: list[int] = field(default_factory=list)
     """lr_bs: global batch sizes (sequences per step) tried in every (size, tokens) cell."""
+    unique_tokens: list[float] = field(default_factory=list)
+    """repeat: unique training tokens U (the training split capped to its first U tokens)."""
+    epochs: list[float] = field(default_factory=list)
+    """repeat: passes over the U unique tokens (training tokens D = epochs x U)."""
     min_steps: int = 1
     """Runs with fewer optimiser steps are dropped (and listed)."""
     tokens_per_param: Optional[list[Optional[float]]] = None

@@ -610,13 +610,22 @@ def check_val_split(what: str, n_tokens: int, eval_tokens: int, seq_len: int) ->
     return need
 
 
-def check_corpus_fits(corpus: Corpus, batch_size: int, seq_len: int, eval_tokens: int) -> None:
+def check_corpus_fits(
+    corpus: Corpus, batch_size: int, seq_len: int, eval_tokens: int, cap: int | None = None
+) -> None:
     """Refuse a corpus whose training split cannot fill one batch or whose validation split
-    cannot hold train.eval_tokens, naming the corpus, its token counts and what would fit."""
+    cannot hold train.eval_tokens, or shorter than data.unique_tokens (`cap`), naming the
+    corpus, its token counts and what would fit."""
     source = corpus.meta().get("source", corpus.path)
+    if cap is not None and cap > corpus.n_train:
+        raise DataError(
+            f"data.unique_tokens={cap} exceeds the training split of the {corpus.name} corpus "
+            f"({source}): {corpus.n_train} tokens; use at most that, or a larger corpus"
+        )
     check_train_split(
-        f"the training split of the {corpus.name} corpus ({source})",
-        corpus.n_train,
+        f"the training split of the {corpus.name} corpus ({source})"
+        + ("" if cap is None else f" capped at data.unique_tokens={cap}"),
+        corpus.n_train if cap is None else cap,
         batch_size,
         seq_len,
     )
@@ -634,10 +643,20 @@ def _to_xy(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
 
 
-def train_parts(corpus: Corpus | PreparedCorpus) -> list[np.ndarray]:
-    """The training split as memory-mapped parts: a prepared corpus's shards, else one array."""
+def train_parts(corpus: Corpus | PreparedCorpus, cap: int | None = None) -> list[np.ndarray]:
+    """The training split as memory-mapped parts (a prepared corpus's shards, else one array),
+    cut to its first `cap` tokens when given (data.unique_tokens: U of a repeated-data run)."""
     prepared = corpus if isinstance(corpus, PreparedCorpus) else corpus.prepared
-    return [corpus.train_tokens()] if prepared is None else prepared.shard_tokens("train")
+    parts = [corpus.train_tokens()] if prepared is None else prepared.shard_tokens("train")
+    if cap is None:
+        return parts
+    out, left = [], cap
+    for part in parts:
+        if left <= 0:
+            break
+        out.append(part[:left])
+        left -= len(out[-1])
+    return out
 
 
 def val_tokens_per_byte(corpus: Corpus | PreparedCorpus) -> float | None:

@@ -165,7 +165,10 @@ def plan_run(cfg: DictConfig) -> Plan:
         )
     tokens_per_step = conf.train.batch_size * conf.model.seq_len
     budget = resolve(conf.train, fpt, counts.non_embedding, tokens_per_step)
-    check_corpus_fits(corpus, conf.train.batch_size, conf.model.seq_len, conf.train.eval_tokens)
+    check_corpus_fits(
+        corpus, conf.train.batch_size, conf.model.seq_len, conf.train.eval_tokens,
+        conf.data.unique_tokens,
+    )  # fmt: skip
     if corpus.n_val < conf.train.eval_tokens // 4:
         log.warning("validation split of %s is small (%d tokens)", corpus.name, corpus.n_val)
     lr = peak_lr(conf, counts.non_embedding)
@@ -473,7 +476,10 @@ def _fit_and_record(
     if conf.trainer.compile:
         module.model.compile()
     batches = TokenBatches(
-        train_parts(plan.corpus), conf.train.batch_size, conf.model.seq_len, conf.train.seed
+        train_parts(plan.corpus, conf.data.unique_tokens),
+        conf.train.batch_size,
+        conf.model.seq_len,
+        conf.train.seed,
     )
     val = val_batches(
         plan.corpus, conf.train.eval_tokens, conf.train.batch_size, conf.model.seq_len

@@ -12,22 +12,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, compose_train
+from omegaconf import OmegaConf
 
 from analysis.collect import CollectError, collect, with_target
 from analysis.fitconfig import FitConfig, FitConfigError
 from scaling import prepare as prep
-from scaling.config import DataConfig
+from scaling.config import ConfigError, DataConfig, SweepSpec
 from scaling.data import TokenBatches, load_corpus, train_parts, val_tokens_per_byte
+from scaling.family import SIZES
+from scaling.shards import DataError
+from scaling.sweep.kinds import kind_of
+from scaling.sweep.plan import plan_sweep
+from scaling.sweep.spec import parse_spec
 from scaling.train import train
 
 SEQ = 16
+SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
 
 
 def _prepared(tmp_path: Path, n_docs: int = 400, chunks_per_shard: int = 2) -> Path:
     """A real scaling-prepare folder of byte tokens, several shards."""
     rng = random.Random(0)
     words = ["alpha", "beta", "über", "naïve", "def", "return", "x", "日本"]
-    docs = [f"doc {i}: " + " ".join(rng.choices(words, k=rng.randint(5, 60))) for i in range(n_docs)]
+    docs = [
+        f"doc {i}: " + " ".join(rng.choices(words, k=rng.randint(5, 60))) for i in range(n_docs)
+    ]
     src = tmp_path / "a.jsonl"
     src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     settings = prep.PrepareSettings(
@@ -44,9 +54,7 @@ def test_batches_over_shards_visit_every_window_once_per_epoch(tmp_path):
     assert len(parts) > 2 and all(isinstance(p, np.memmap) for p in parts)
     tb = TokenBatches(parts, 8, SEQ, seed=3)
     # every window of every shard, none spanning two shards
-    want = sorted(
-        tuple(p[i : i + SEQ + 1]) for p in parts for i in range(0, len(p) - SEQ, SEQ)
-    )
+    want = sorted(tuple(p[i : i + SEQ + 1]) for p in parts for i in range(0, len(p) - SEQ, SEQ))
     assert tb.n_windows == len(want)
     per_epoch = tb.n_windows // 8
     seen = []
@@ -98,14 +106,18 @@ def test_training_on_shards_records_bits_per_byte_and_unique_tokens(tmp_path, ti
     meta = corpus.prepared.meta
     assert tpb == meta.n_tokens["val"] / meta.n_bytes["val"]
     assert 1.0 < tpb < 1.05  # a token per byte, plus one EOD token per document
-    result = train(tiny_cfg("train.steps=6", "data=prepared", f"data.path={folder}"))
+    result = train(
+        tiny_cfg(
+            "train.steps=16", "data=prepared", f"data.path={folder}", "data.unique_tokens=2048"
+        )
+    )
     s = result.summary
     assert s.val_tokens_per_byte == pytest.approx(tpb)
     assert s.final_val_bpb == pytest.approx(s.final_val_loss * tpb / math.log(2))
     assert s.best_val_bpb == pytest.approx(s.best_val_loss * tpb / math.log(2))
-    windows = sum((len(p) - 1) // 32 for p in train_parts(corpus))  # tiny_cfg: seq_len 32
-    assert s.unique_tokens == windows * 32
-    assert s.epochs == pytest.approx(6 * 8 / windows)
+    # U capped at 2,048 tokens = 63 windows of 32 (tiny_cfg: seq_len 32, batch 8): 2 epochs
+    assert s.unique_tokens == 63 * 32
+    assert s.epochs == pytest.approx(16 * 8 / 63)
     runs_dir = tmp_path / "runs"
     metrics = pd.concat(pd.read_csv(p) for p in runs_dir.rglob("metrics.csv"))
     evals = metrics[metrics["val_loss"].notna()]
@@ -114,7 +126,7 @@ def test_training_on_shards_records_bits_per_byte_and_unique_tokens(tmp_path, ti
     # collect: the bpb column, and the fit target switched to it
     col = collect(runs_dir)
     assert col.runs["loss_bpb"].iloc[0] == pytest.approx(s.final_val_bpb)
-    assert col.runs["unique_tokens"].iloc[0] == s.unique_tokens
+    assert col.runs["U"].iloc[0] == s.unique_tokens
     on_bpb = with_target(col, "bpb")
     assert on_bpb.runs["loss"].iloc[0] == pytest.approx(s.final_val_bpb)
     assert on_bpb.curves["loss"].to_numpy() == pytest.approx(evals["val_bpb"].to_numpy())
@@ -134,3 +146,41 @@ def test_a_run_without_bytes_is_excluded_when_fitting_on_bpb(tmp_path, tiny_cfg)
     assert col.runs["exclusion_reason"].iloc[0].startswith("no bits per byte")
     with pytest.raises(CollectError, match="unknown fit target 'x'"):
         with_target(col, "x")
+
+
+def test_repeat_sweep_plans_epochs_over_fixed_unique_tokens(tmp_path, data_cache):
+    folder = _prepared(tmp_path, n_docs=1500, chunks_per_shard=4)
+    overrides = (
+        "+sweep=repeat", *SWEEP_TINY, f"runs_dir={tmp_path / 'runs'}",
+        f"data.cache_dir={data_cache}", "data=prepared", f"data.path={folder}",
+        "sweep.sizes=[10k,20k]", "sweep.unique_tokens=[4096]", "sweep.epochs=[1,2,4]",
+        "sweep.min_steps=1",
+    )  # fmt: skip
+    base = compose_train(*overrides)
+    sp = plan_sweep(
+        parse_spec(base.sweep), lambda ov: compose_train(*overrides, *ov), list(SIZES),
+        OmegaConf.create({}), base,
+    )  # fmt: skip
+    assert len(sp.runs) == 6 and len({r.name for r in sp.runs}) == 6
+    for r in sp.runs:
+        assert "data.unique_tokens=4096" in r.overrides and r.name.endswith("-U4096")
+    assert sorted({r.D for r in sp.runs}) == [4096, 8192, 16384]  # whole batches of 256 tokens
+
+
+def test_unique_tokens_beyond_the_split_is_refused_before_training(tmp_path, tiny_cfg):
+    folder = _prepared(tmp_path)
+    with pytest.raises(DataError, match="data.unique_tokens=10000000 exceeds the training split"):
+        train(
+            tiny_cfg(
+                "train.steps=3",
+                "data=prepared",
+                f"data.path={folder}",
+                "data.unique_tokens=10000000",
+            )
+        )
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("summary.json"))
+
+
+def test_repeat_sweep_needs_positive_epochs():
+    with pytest.raises(ConfigError, match="epochs must be > 0"):
+        kind_of(SweepSpec(kind="repeat", sizes=["10k"], unique_tokens=[1e6], epochs=[0, 2]))

@@ -288,3 +288,40 @@ class LearningRateBatch(SweepKind):
                     "LR and batch size needs >= 2 of each"
                 )
         return out
+
+
+@register
+class Repeat(SweepKind):
+    """Repeated data (Muennighoff et al. 2023): the training split capped to U unique tokens
+    (data.unique_tokens), each size trained for several epochs over it (D = epochs x U); the
+    runs fit the data_constrained law (scaling-fit --law data_constrained)."""
+
+    name = "repeat"
+    needs = ("sizes", "unique_tokens", "epochs")
+
+    def check(self, spec: SweepSpec) -> None:
+        bad = [e for e in spec.epochs if not e > 0] + [u for u in spec.unique_tokens if not u >= 1]
+        if bad:
+            raise ConfigError(
+                f"sweep.epochs / sweep.unique_tokens hold {bad}; epochs must be > 0 and unique "
+                "token counts >= 1 (e.g. sweep.unique_tokens=[1e6] sweep.epochs=[1,2,4,8])"
+            )
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return [
+            Candidate(
+                {
+                    "model": s,
+                    "data.unique_tokens": str(int(u)),
+                    "train.tokens": str(int(round(e * u))),
+                },
+                f"{s} U={fmt_num(u)}",
+                suffix=f"-U{u:g}",
+            )
+            for s in spec.sizes
+            for u in spec.unique_tokens
+            for e in spec.epochs
+        ]
+
+    def arrange(self, planned: list[Planned], planner: Planner) -> list[Planned]:
+        return named_by_suffix(planned, planner)  # "{size}-{budget}-U{U}"
