@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from scaling.prepare import PrepareSettings, prepare
+
 WORDS = [
     "the",
     "of",
@@ -211,22 +213,21 @@ def main() -> None:
         print(f"encode_batch, 1 core, {ref_bytes / 1e6:.0f} MB: {ref / 1e6:.2f} MB/s (reference)")
         rates = {}
         for w in sorted({1, a.workers}):
-            secs, _ = run_prepare(
-                [
-                    str(work / "ref.jsonl"),
-                    "--out",
-                    str(work / f"ref-w{w}"),
-                    "--tokenizer",
-                    str(work / "tok.json"),
-                    "--workers",
-                    str(w),
-                ]
+            settings = PrepareSettings(
+                inputs=[str(work / "ref.jsonl")],
+                out=str(work / f"ref-w{w}"),
+                tokenizer=str(work / "tok.json"),
+                workers=w,
+                progress=False,
             )
+            t0 = time.perf_counter()
+            prepare(settings)  # in this process: one worker runs inline, more are spawned
+            secs = time.perf_counter() - t0
             rates[w] = ref_bytes / secs
             print(
                 f"scaling-prepare, {w} worker(s): {rates[w] / 1e6:.2f} MB/s = "
                 f"{rates[w] / w / ref:.0%} of encode_batch per core (target >= 80%), "
-                f"{rates[w] / rates[1]:.2f}x one worker (incl. start-up)"
+                f"{rates[w] / rates[1]:.2f}x one worker (incl. worker start-up)"
             )
         secs, peak = run_prepare(
             [
