@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import TINY, compose_train
 from omegaconf import OmegaConf
 
@@ -26,6 +28,9 @@ from scaling.sweep.kinds import kind_of
 from scaling.sweep.plan import plan_sweep
 from scaling.sweep.spec import parse_spec
 from scaling.train import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_gpu  # noqa: E402  (a script under benchmarks/)
 
 SEQ = 16
 SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
@@ -184,3 +189,30 @@ def test_unique_tokens_beyond_the_split_is_refused_before_training(tmp_path, tin
 def test_repeat_sweep_needs_positive_epochs():
     with pytest.raises(ConfigError, match="epochs must be > 0"):
         kind_of(SweepSpec(kind="repeat", sizes=["10k"], unique_tokens=[1e6], epochs=[0, 2]))
+
+
+def test_bench_gpu_dry_run_trains_a_tiny_size_on_cpu(capsys):
+    assert bench_gpu.main(["--dry-run", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("10k"))
+    steps, tokens_per_step = row.split()[1:3]
+    assert steps == "3" and tokens_per_step == str(4 * 32)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_bench_gpu_without_a_gpu_says_so(capsys):
+    assert bench_gpu.main([]) == 2
+    assert "no CUDA GPU found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dry-run", "--sizes", "3M"], "unknown size '3M'; valid: ['100M', '100k'"),
+        (["--dry-run", "--steps", "-1"], "--steps -1 must be >= 1"),
+        (["--dry-run", "--corpus", "/nonexistent"], "--corpus /nonexistent is not a folder"),
+    ],
+)
+def test_bench_gpu_refuses_bad_arguments(argv, message, capsys):
+    assert bench_gpu.main(argv) == 2
+    assert message in capsys.readouterr().err
