@@ -132,7 +132,7 @@ def build_workspace(
         sections=_sections(convention, shown),
         settings=ws.WorkspaceSettings(x_axis=WANDB_KEYS["tokens"], max_runs=shown),
         runset_settings=ws.RunsetSettings(
-            filters=[expr.Metric("Group") == group],
+            filters=expr.And(expr.Metric("Group") == group),
             run_settings={i: ws.RunSettings(color=c) for i, c in run_colors(runs).items()},
         ),
     )
