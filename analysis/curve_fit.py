@@ -236,11 +236,13 @@ def load_curves(sources: Sequence[str], config: FitConfig) -> CurveSet:
 
 
 def predicted_curve(spec: str, make: Callable[[str], np.ndarray]) -> Curve:
-    """A schedule nobody trained as a curve with no observed loss (log-spaced steps)."""
+    """A schedule nobody trained as a curve with no observed loss (log-spaced steps from the
+    warmup's end to the last step)."""
     lr = make(spec)
     if not np.all(np.isfinite(lr)):
         raise CurveError(f"--predict {spec!r}: the schedule has non-finite learning rates")
-    steps = np.unique(np.geomspace(1, lr.size, PREDICT_POINTS).round().astype(int) - 1)
+    start = max(1, int(np.argmax(lr)))  # from the end of the warmup, where the laws hold
+    steps = np.unique(np.geomspace(start + 1, lr.size, PREDICT_POINTS).round().astype(int) - 1)
     return Curve(spec, lr, steps, np.full(steps.size, np.nan), f"--predict {spec}")
 
 

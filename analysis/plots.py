@@ -905,6 +905,11 @@ def plot_curve_law(fit: FitReport, table: pd.DataFrame, width: str | None = None
         ax_r.plot(g["step"], 100 * (g["predicted"] - g["loss"]) / g["loss"], color=color,
                   lw=0.8, ls=":" if held else "-", marker=".", ms=2, gid=f"residual:{name}")  # fmt: skip
     ax_r.axhline(0.0, color="0.5", lw=0.6)
+    seen = table.loc[table["kind"] != "predicted", ["loss", "predicted"]].to_numpy(float)
+    seen = seen[np.isfinite(seen)]
+    if seen.size:  # the observed range (a prediction's early steps may reach far above it)
+        lo = min(seen.min(), float(np.nanmin(table["predicted"])))
+        ax.set_ylim(lo - 0.05 * (seen.max() - lo), seen.max() + 0.1 * (seen.max() - lo))
     ax.set_ylabel("loss (nats/token)")
     ax_r.set_ylabel("pred. - obs. (%)")
     ax_r.set_xlabel("optimiser step")
