@@ -429,7 +429,8 @@ def _sigmoid_l() -> Law:
         natural=natural,
         from_natural=from_natural,
         grid=grid,
-        tex=r"$\mathrm{Acc} = a/(1 + e^{-k(L - L_0)}) + b$",
+        # the registry's L is the fitted quantity (here accuracy), as lr* is power_ND's
+        tex=r"$L = a/(1 + e^{-k(L_\mathrm{task} - L_0)}) + b$",
         natural_names=("a", "k", "L0", "b"),
     )
 
