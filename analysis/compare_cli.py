@@ -36,6 +36,7 @@ from analysis.fit import FitError
 from analysis.fitconfig import FitConfigError
 from analysis.results import to_plain
 from scaling.contract import atomic_write_text, field_docs
+from scaling.contract import resolve_wandb_mode as resolve_mode
 
 
 def write_outputs(out_dir: Path, report: CompareReport, sides: list[FittedLadder]) -> list[Path]:
@@ -88,8 +89,6 @@ def log_compare(out_dir: Path, report: CompareReport, config: CompareConfig) -> 
     """Log the comparison (multiplier table, figure, summary, compare.json) as a W&B run."""
     # Imported only when asked for: wandb takes ~2 s to import.
     import wandb
-
-    from analysis.wandb_mode import resolve_mode
 
     source = str(report.a.source)
     project = config.wandb_project or (source[6:] if source.startswith("wandb:") else "scaling")

@@ -34,8 +34,8 @@ from wandb_workspaces._graphql import execute_graphql
 from analysis.plots import FIGURES
 from analysis.style import size_colors
 from analysis.wandb_fetch import FetchError, FetchSettings, Retrier, list_runs
-from analysis.wandb_mode import has_credentials
 from scaling.contract import CONVENTIONS, WANDB_KEYS
+from scaling.contract import wandb_has_credentials as has_credentials
 
 NAME_PREFIX = "scaling: "
 """A group's workspace is named NAME_PREFIX + group: how a second call finds it again."""
