@@ -220,6 +220,7 @@ RESUMED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_offline_run_resumed_in_two_folders_is_one_run(tmp_path):
     env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline"}
     for first, last, rec in ((1, 250, {}), (151, 400, record("1M-2xC", "completed"))):
@@ -467,6 +468,7 @@ def test_unreadable_wandb_file_is_listed_as_corrupt(offline_root, tmp_path):
     assert row["run"] == victim.name and "is not a W&B run file" in row["reason"]
 
 
+@pytest.mark.slow
 def test_scaling_fit_prints_collect_warnings(tmp_path, capsys):
     from analysis.cli import main as fit_main
 

@@ -78,6 +78,7 @@ def olmo_runs() -> pd.DataFrame:
     return df.rename(columns={"tokens": "D", "c4_loss_final": "loss"})
 
 
+@pytest.mark.slow
 def test_olmo_ladder_predicts_largest_size():
     runs = olmo_runs()
     train, held = runs[runs["size"] != "3B"], runs[runs["size"] == "3B"]
@@ -131,6 +132,7 @@ def gids(ax, prefix):
 CHINCHILLA_MODEL = {"C": 5.76e23, "N": 70e9, "D": 1.4e12}
 
 
+@pytest.mark.slow
 def test_reference_figures_look_like_the_published_ones(tmp_path):
     """The Chinchilla and OLMo-ladder figures show what the papers show."""
     chin = tmp_path / "chinchilla"

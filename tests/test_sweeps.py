@@ -293,6 +293,7 @@ def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
 ISO = ("+sweep=isoflop", "sweep.budgets=[3e9,1e10]", "sweep.sizes=[10k,20k]", "sweep.min_steps=10")
 
 
+@pytest.mark.slow
 def test_plan_lists_what_launch_runs_and_rerun_launches_nothing(tmp_path, data_cache) -> None:
     plan = cli(tmp_path, data_cache, *ISO, "sweep.plan=true")
     assert plan.returncode == 0, plan.stderr
@@ -314,6 +315,7 @@ def test_plan_lists_what_launch_runs_and_rerun_launches_nothing(tmp_path, data_c
     assert summaries(tmp_path / "runs" / "isoflop") == done
 
 
+@pytest.mark.slow
 def test_diverging_run_is_recorded_and_others_complete(tmp_path, data_cache) -> None:
     out = cli(
         tmp_path,
@@ -343,6 +345,7 @@ def test_bad_sweep_or_launcher_fails_before_launch(tmp_path, data_cache) -> None
     assert not (tmp_path / "runs" / "isoflop").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_summary_is_listed_and_locked_run_skipped_others_run(tmp_path, data_cache) -> None:
     """A corrupt summary.json never aborts the sweep: that run is listed (path and parse error)
     in the plan and the end table, not launched; a run another process holds is skipped, naming
@@ -594,6 +597,7 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     assert stamps == {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
 
 
+@pytest.mark.slow
 def test_demo_fits_and_draws_what_its_sweep_left(tmp_path, monkeypatch, capsys) -> None:
     """scaling-demo's steps after the sweep (fast: the sweep is the slow test's), with the
     demo's named fit settings, on a run store the real collector reads."""

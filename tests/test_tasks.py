@@ -72,6 +72,7 @@ def synthetic_ladder(root: Path, noise: dict[str, float], seed: int = 0) -> tupl
 FAST = {"n_bootstrap": 40, "checkpoints": 8}
 
 
+@pytest.mark.slow
 def test_chain_recovers_a_known_ladder_and_flags_the_noisy_task(tmp_path) -> None:
     runs, curves = synthetic_ladder(tmp_path, {"clean": 0.002, "noisy": 0.05})
     report = run_tasks(runs, TaskSettings(**FAST), curves=str(curves))
@@ -89,6 +90,7 @@ def test_chain_recovers_a_known_ladder_and_flags_the_noisy_task(tmp_path) -> Non
     assert clean.noise_ratio < 0.02 < 0.1 < noisy.noise_ratio
 
 
+@pytest.mark.slow
 def test_cli_writes_tasks_json_report_and_figures(tmp_path, capsys) -> None:
     runs, curves = synthetic_ladder(tmp_path, {"arc_easy": 0.002, "arc_hard": 0.002})
     out = tmp_path / "out"

@@ -60,6 +60,7 @@ def offline(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_log_analysis_offline_round_trip(offline):
     out = write_results(offline / "results")
     run_dir = wandb_log.log_analysis(out, project="scaling-test", group=None)
