@@ -655,6 +655,11 @@ def _last_checkpoint(store: RunStore, every: int) -> Any:
             if every and trainer.global_step % every == 0:
                 self.save(trainer)
 
+        def on_train_end(self, trainer: Any, *args: Any) -> None:
+            # inside fit, while every DDP rank is still in the process group: the final save
+            # is a collective, so it cannot wait until rank 0 reaps its child ranks
+            self.save(trainer)
+
         def save(self, trainer: Any) -> None:
             if trainer.global_step == self.saved_step:
                 return
@@ -724,7 +729,6 @@ def _fit(
                 _reap_children(trainer)
         if trainer.global_step < budget.steps:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {budget.steps}")
-        ckpt.save(trainer)
 
 
 class _RankSlice(IterableDataset):
