@@ -588,7 +588,7 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     assert (out / "report.md").exists() and (out / "table.tex").exists()
     assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))  # the W&B analysis run
     assert list(runs.glob("demo/*/wandb/offline-run-*/run-*.wandb"))  # the training runs
-    assert "Fitted law (approach 3)" in first.stdout
+    assert "Fitted law (approach 3, chinchilla)" in first.stdout
     print(f"demo wall time {time.time() - t0:.0f}s")
     stamps = {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
