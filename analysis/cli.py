@@ -51,7 +51,7 @@ from analysis.results import (
     approach3_from,
     law_fit_from,
 )
-from scaling.contract import field_docs
+from contract import field_docs
 
 
 def _mark(collected: Collected, mask: np.ndarray, reason: str) -> None:

@@ -7,7 +7,7 @@ people's results with a column mapping. Collecting is apart from fitting: nothin
 here; ``exclusion_reason`` says which runs a fit must leave out and why.
 
 Run records (summary.json, and the same record in a W&B run's summary) are read only through
-`scaling.contract.RunSummary`; a record that does not parse lists its run as corrupt with the
+`contract.RunSummary`; a record that does not parse lists its run as corrupt with the
 path (or W&B run) and the parse error, and its curves are left out with it.
 """
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.wandb_fetch import FetchError, FetchSettings, fetch_runs
 from analysis.wandb_offline import OfflineRunError, read_offline_run
-from scaling.contract import (
+from contract import (
     CONVENTIONS,
     WANDB_KEYS,
     RunSummary,
@@ -49,7 +49,7 @@ CSV_TARGETS = (
     "vocab_size",
 )  # fmt: skip
 CURVE_TARGETS = ("run", "step", "tokens", "C", "loss", "train_loss", "lr")
-# metrics.csv column -> curve column (the metric names of scaling.contract.METRIC_COLUMNS)
+# metrics.csv column -> curve column (the metric names of contract.METRIC_COLUMNS)
 METRIC_TO_CURVE = {
     "step": "step",
     "tokens": "tokens",
@@ -330,7 +330,7 @@ def from_run_store(path: str | Path, convention: str = "chinchilla") -> Collecte
 
 
 def _wandb_curve(history: pd.DataFrame) -> pd.DataFrame:
-    """A W&B run's history as curve columns (the keys of scaling.contract.WANDB_KEYS)."""
+    """A W&B run's history as curve columns (the keys of contract.WANDB_KEYS)."""
     out = pd.DataFrame(index=history.index)
     for metric, col in METRIC_TO_CURVE.items():
         key = WANDB_KEYS[metric]

@@ -50,7 +50,7 @@ from analysis.results import (
     law_fit_from,
     to_plain,
 )
-from scaling.contract import CONVENTIONS, WandbMode, atomic_write_text
+from contract import CONVENTIONS, WandbMode, atomic_write_text
 
 COMPARE_FORMAT = 1
 """Version of the compare.json layout."""

@@ -35,8 +35,8 @@ from analysis.compare_plot import plot_compare
 from analysis.fit import FitError
 from analysis.fitconfig import FitConfigError
 from analysis.results import to_plain
-from scaling.contract import atomic_write_text, field_docs
-from scaling.contract import resolve_wandb_mode as resolve_mode
+from contract import atomic_write_text, field_docs
+from contract import resolve_wandb_mode as resolve_mode
 
 
 def write_outputs(out_dir: Path, report: CompareReport, sides: list[FittedLadder]) -> list[Path]:

@@ -3,7 +3,7 @@
 Sources are a run store or curve CSV files (``analysis.curves.read_curve``). A run of the store
 is a curve: its loss (``val_loss`` or ``train_loss``) at each logged row, and the learning rate
 of every optimiser step rebuilt from its recorded schedule (``config.yaml`` and the peak LR of
-``summary.json``) by ``scaling.contract.schedule.trainer_schedule``, the very function the
+``summary.json``) by ``contract.schedule.trainer_schedule``, the very function the
 trainer runs; the rebuilt LR is checked against every logged ``lr`` cell. A metrics row of
 step ``s`` (``s`` optimiser steps done) is the curve's point at step index ``s - 1``, the last
 step trained (rows of step 1, at index 0, are left out: the laws' step column is > 0). A WSD cooldown branch (``init_from``) is one curve: the stable run's rows up to
@@ -57,8 +57,8 @@ from analysis.results import (
     FitReport,
     law_fit_from,
 )
-from scaling.contract import RunSummary, Status, SummaryError, read_summary
-from scaling.contract.schedule import parse_spec, trainer_schedule
+from contract import RunSummary, Status, SummaryError, read_summary
+from contract.schedule import parse_spec, trainer_schedule
 
 # metrics.csv loss column -> its column in analysis.collect.read_metrics
 LOSS_COLUMNS = {"val_loss": "loss", "train_loss": "train_loss"}
@@ -73,7 +73,7 @@ class CurveSet:
     curves: list[Curve]
     """The observed curves, in source order."""
     make: Callable[[str], np.ndarray]
-    """A schedule spec (``scaling.contract.schedule.SPEC_GRAMMAR``) -> its per-step LR."""
+    """A schedule spec (``contract.schedule.SPEC_GRAMMAR``) -> its per-step LR."""
     warnings: list[str]
     """Runs left out (not completed) and why."""
 

@@ -41,12 +41,12 @@ from scipy.signal import lfilter
 
 from analysis.fit import FitError
 from analysis.laws import TEX_LABELS, Law
-from scaling.contract.schedule import TRAINER_KINDS as TRAINER_KINDS  # re-exported
-from scaling.contract.schedule import WSD, Constant, Cosine, Drop, Schedule, Shape
-from scaling.contract.schedule import trainer_schedule as trainer_schedule  # re-exported
+from contract.schedule import TRAINER_KINDS as TRAINER_KINDS  # re-exported
+from contract.schedule import WSD, Constant, Cosine, Drop, Schedule, Shape
+from contract.schedule import trainer_schedule as trainer_schedule  # re-exported
 
 # ----------------------------------------------------------------------------- schedules
-# The schedule classes live in scaling.contract.schedule: the trainer runs the very same ones.
+# The schedule classes live in contract.schedule: the trainer runs the very same ones.
 
 # The multi-power-law repository's schedules (data/reference/README.md).
 REFERENCE_PEAK, REFERENCE_FINAL, REFERENCE_WARMUP = 3e-4, 3e-5, 2160

@@ -9,7 +9,7 @@ offline); `publish` saves it, updating the workspace of the same name if the pro
 (a second call never duplicates it).
 
 What the panels read (written elsewhere, named here once):
-- training runs' history keys: `scaling.contract.WANDB_KEYS` (tokens, flops/<convention>,
+- training runs' history keys: `contract.WANDB_KEYS` (tokens, flops/<convention>,
   val/loss, train/loss), and their summary's run record (`RunSummary`: N, final_val_loss);
 - the analysis run (`analysis/wandb_log.py`, same group): tables ``fit`` and ``runs``, images
   ``figures/<name>`` for each figure of `analysis.plots.FIGURES`.
@@ -34,8 +34,8 @@ from wandb_workspaces._graphql import execute_graphql
 from analysis.plots import FIGURES
 from analysis.style import size_colors
 from analysis.wandb_fetch import FetchError, FetchSettings, Retrier, list_runs
-from scaling.contract import CONVENTIONS, WANDB_KEYS
-from scaling.contract import wandb_has_credentials as has_credentials
+from contract import CONVENTIONS, WANDB_KEYS
+from contract import wandb_has_credentials as has_credentials
 
 NAME_PREFIX = "scaling: "
 """A group's workspace is named NAME_PREFIX + group: how a second call finds it again."""

@@ -23,8 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 from analysis.collect import CSV_TARGETS, CURVE_TARGETS, TARGETS
 from analysis.curves import CURVE_LAWS
 from analysis.laws import LAWS
-from scaling.contract import CONVENTIONS, WandbMode
-from scaling.contract.schedule import parse_spec
+from contract import CONVENTIONS, WandbMode
+from contract.schedule import parse_spec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "fit"
 APPROACHES = (1, 2, 3)

@@ -38,7 +38,7 @@ from analysis.laws import get_law
 from analysis.report import fmt, fmt_ci
 from analysis.results import Estimate, LawFit, from_plain, law_fit_from, to_plain
 from analysis.style import BUDGET_CMAP, cmap, paper_style, save, width_inches
-from scaling.contract import CONVENTIONS, atomic_write_text
+from contract import CONVENTIONS, atomic_write_text
 
 HPARAMS_FORMAT = 1
 """Version of the hparams.json layout."""

@@ -26,7 +26,7 @@ import numpy as np
 from analysis.fit import interval
 from analysis.fitconfig import FitConfig
 from analysis.laws import Law, get_law
-from scaling.contract import atomic_write_text
+from contract import atomic_write_text
 
 FIT_FORMAT = 2
 """Version of the fit.json layout. 1 (no ``format`` key): the nested dict literal of the first

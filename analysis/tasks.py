@@ -56,7 +56,7 @@ from analysis.results import (
     to_plain,
 )
 from analysis.style import SIZE_CMAP, cmap, paper_style, save, width_inches
-from scaling.contract import atomic_write_text, field_docs
+from contract import atomic_write_text, field_docs
 
 TASKS_FORMAT = 1
 """Version of the tasks.json layout."""

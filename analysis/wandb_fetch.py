@@ -119,7 +119,7 @@ class FetchedRun:
     updated: str | None
     """Its last update (heartbeat time): with the id, the key of its cached rows."""
     summary: dict
-    """The run's summary (holds the run record, scaling.contract.RunSummary)."""
+    """The run's summary (holds the run record, contract.RunSummary)."""
     cached: bool = False
     """Whether its rows came from the cache rather than W&B."""
 

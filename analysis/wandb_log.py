@@ -16,7 +16,7 @@ import wandb
 
 from analysis.plots import FIGURES, load_results, plot_all
 from analysis.results import Estimate, FitReport
-from scaling.contract import resolve_wandb_mode as resolve_mode
+from contract import resolve_wandb_mode as resolve_mode
 
 
 def _blocks(report: FitReport) -> list[tuple[str, dict[str, Estimate] | None, str | None]]:

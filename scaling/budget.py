@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from contract import CONVENTIONS
 from scaling.config import ConfigError, TrainConfig
-from scaling.contract import CONVENTIONS
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0  # "1xC": 20 tokens per parameter (Hoffmann et al. 2022)
 # More optimiser steps than any run could take (and far inside int64, where Lightning counts):

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from scaling.contract import FlopConvention, WandbMode
+from contract import FlopConvention, WandbMode
 
 
 class ConfigError(ValueError):

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from contract import FlopConvention
 from scaling.config import ConfigError, MLPKind, ModelConfig, PosEmb
-from scaling.contract import FlopConvention
 
 ASPECT = 32  # target d_model / n_layer
 HEAD_DIMS = (16, 64)  # smallest and largest channels per attention head (powers of two)

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contract import WANDB_KEYS
+from contract.schedule import Schedule, trainer_schedule
 from scaling.budget import CONVENTIONS, Budget
 from scaling.config import Config, ModelConfig, ScheduleConfig
-from scaling.contract import WANDB_KEYS
-from scaling.contract.schedule import Schedule, trainer_schedule
 from scaling.model import GPT
 from scaling.store import RunStore
 
@@ -44,7 +44,7 @@ def lr_multiplier(step: int, total_steps: int, sched: ScheduleConfig) -> float:
 
 
 def run_schedule(total_steps: int, sched: ScheduleConfig) -> Schedule:
-    """The schedule (``scaling.contract.schedule``, shared with analysis/) a run trains with."""
+    """The schedule (``contract.schedule``, shared with analysis/) a run trains with."""
     return trainer_schedule(
         sched.kind.value,
         total_steps,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from scaling.contract import SummaryError, atomic_write_text, read_summary
+from contract import SummaryError, atomic_write_text, read_summary
 
 PROGRESS_FILE = ".sweep_progress.json"
 

@@ -2,7 +2,7 @@
 
 runs/<experiment>/<run-name>/{config.yaml, metrics.csv, summary.json, .lock,
 checkpoints/{last,prev}.ckpt}. summary.json is written and read only as a
-`scaling.contract.RunSummary` and replaced atomically, so a reader (or a killed writer) never
+`contract.RunSummary` and replaced atomically, so a reader (or a killed writer) never
 sees half a file; metrics.csv is appended and flushed row by row, so a crash loses at most the
 current row. One process at a time writes a run folder: it holds the OS lock on `.lock`.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from scaling.contract import (
+from contract import (
     METRIC_COLUMNS,
     RunSummary,
     atomic_write_text,

@@ -7,7 +7,7 @@ context (the sum of the choice's token losses, tokens being the corpus's bytes) 
     task_bpb   mean over items of the correct choice's loss in bits per byte
     task_acc   fraction of items whose correct choice has the lowest loss
 
-into metrics.csv (rows of their own at the evaluation steps, `scaling.contract.METRIC_COLUMNS`)
+into metrics.csv (rows of their own at the evaluation steps, `contract.METRIC_COLUMNS`)
 and W&B (``task/bpb``, ``task/acc``), so a ladder trained here gives `scaling-tasks` the columns
 the OLMo ladder gives it (bits per byte of the correct answer, and accuracy).
 """
@@ -24,8 +24,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from contract import WANDB_KEYS
 from scaling.config import ConfigError
-from scaling.contract import WANDB_KEYS
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
-from scaling.budget import Budget, resolve
-from scaling.config import Config, ConfigError, register_configs, validate
-from scaling.contract import (
+from contract import (
     WANDB_KEYS,
     BudgetRecord,
     RunSummary,
@@ -42,6 +40,8 @@ from scaling.contract import (
     SummaryError,
     resolve_wandb_mode,
 )
+from scaling.budget import Budget, resolve
+from scaling.config import Config, ConfigError, register_configs, validate
 from scaling.data import (
     BatchStream,
     Corpus,

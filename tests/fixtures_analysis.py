@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.contract import BudgetRecord, RunSummary, Status, write_summary
+from contract import BudgetRecord, RunSummary, Status, write_summary
 
 # Chinchilla form with alpha != beta so that a = beta / (alpha + beta) = 0.4516 is not 1/2.
 TRUE = {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28}

@@ -2,9 +2,9 @@
 
     workflows/      above both sides: runs the experiment side, then the analysis side
     scaling/        the experiment side (torch); imports nothing from analysis/ or workflows/
-    analysis/       the analysis side; from scaling/ only the torch-free scaling.contract
-    scaling.contract  the one shared package (and its submodules, e.g. .schedule, the LR
-                    schedules the trainer runs and analysis rebuilds): the standard library only
+    analysis/       the analysis side; imports nothing from scaling/, only contract/
+    contract/       the one shared package below both sides (and its submodules, e.g. .schedule,
+                    the LR schedules the trainer runs and analysis rebuilds): the standard library only
 
 No import cycle anywhere (a function-local import that dodges one is still an edge here).
 Every console script of pyproject.toml answers --help.
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("scaling", "analysis", "workflows", "hydra_plugins/scaling_sweeper")
+PACKAGES = ("contract", "scaling", "analysis", "workflows", "hydra_plugins/scaling_sweeper")
 HEAVY = ("torch", "lightning", "pytorch_lightning")
 
 
@@ -35,7 +35,7 @@ def module_name(path: Path) -> str:
 
 
 def project_modules() -> dict[str, Path]:
-    """Every module of the four packages, by dotted name."""
+    """Every module of the project packages, by dotted name."""
     return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
@@ -119,14 +119,14 @@ def test_scaling_imports_nothing_above_or_beside_it() -> None:
     assert not bad, f"scaling/ imports analysis/ or workflows/: {sorted(bad)}"
 
 
-def test_analysis_imports_only_the_contract_of_scaling_and_never_torch() -> None:
+def test_analysis_imports_nothing_of_scaling_and_never_torch() -> None:
     edges, external = graph()
     bad = {
         f"{m} -> {t}"
         for m, targets in edges.items()
         if m.startswith("analysis")
         for t in targets
-        if t.startswith(("scaling", "workflows", "hydra_plugins")) and not is_contract(t)
+        if t.startswith(("scaling", "workflows", "hydra_plugins"))
     }
     bad |= {
         f"{m} -> {t}"
@@ -135,31 +135,31 @@ def test_analysis_imports_only_the_contract_of_scaling_and_never_torch() -> None
         for t in ts
         if t in HEAVY
     }
-    assert not bad, f"analysis/ imports beyond scaling.contract: {sorted(bad)}"
+    assert not bad, f"analysis/ imports scaling/, workflows/ or torch: {sorted(bad)}"
 
 
 def is_contract(name: str) -> bool:
-    """scaling.contract or one of its submodules (scaling.contract.schedule, ...)."""
-    return name == "scaling.contract" or name.startswith("scaling.contract.")
+    """contract or one of its submodules (contract.schedule, ...)."""
+    return name == "contract" or name.startswith("contract.")
 
 
 def test_contract_is_standard_library_only() -> None:
     edges, external = graph()
     contract = [m for m in edges if is_contract(m)]
-    assert {"scaling.contract", "scaling.contract.schedule"} <= set(contract), contract
+    assert {"contract", "contract.schedule"} <= set(contract), contract
     bad = {f"{m} -> {t}" for m in contract for t in edges[m] if not is_contract(t)}
     bad |= {
         f"{m} -> {t}" for m in contract for t in external[m] if t not in sys.stdlib_module_names
     }
-    assert not bad, f"scaling.contract imports beyond the standard library: {sorted(bad)}"
+    assert not bad, f"contract imports beyond the standard library: {sorted(bad)}"
 
 
 def test_contract_rule_sees_submodules(tmp_path) -> None:
     """The checker itself: a contract submodule importing numpy or scaling.model is caught."""
     f = tmp_path / "schedule.py"
     f.write_text("import numpy\nfrom scaling.model import GPT\n")
-    names = imported_names(f, "scaling.contract.schedule")
-    assert is_contract("scaling.contract.schedule") and not is_contract("scaling.contractor")
+    names = imported_names(f, "contract.schedule")
+    assert is_contract("contract.schedule") and not is_contract("contractor")
     assert "numpy" in names and not is_contract("scaling.model")
 
 

@@ -17,7 +17,7 @@ from fixtures_analysis import TRUE_A, synthetic, write_run_store
 from analysis.cli import apply_holdout, main, parser, run_fit
 from analysis.fitconfig import FitConfig, FitConfigError, named_configs
 from analysis.results import FitReport
-from scaling.contract import field_docs
+from contract import field_docs
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ from analysis.curves import (
     multipower_reference,
 )
 from analysis.results import FitReport
-from scaling.contract import read_summary
-from scaling.contract.schedule import parse_spec, trainer_schedule
+from contract import read_summary
+from contract.schedule import parse_spec, trainer_schedule
 from scaling.module import LitGPT
 from scaling.train import plan_run, train
 
@@ -48,7 +48,7 @@ SCHEDULES = [
 @pytest.mark.parametrize("overrides", SCHEDULES, ids=lambda o: "-".join(o).replace("schedule.", ""))
 def test_trainer_lr_is_the_shared_schedule_at_every_step(tiny_cfg, overrides):
     """The real module's optimiser, stepped through the run: its LR is, bit for bit, the peak
-    times scaling.contract.schedule's multiplier (what analysis rebuilds curves with)."""
+    times contract.schedule's multiplier (what analysis rebuilds curves with)."""
     plan = plan_run(tiny_cfg("train.steps=120", "schedule.warmup_frac=0.1", *overrides))
     module = LitGPT(plan.conf, plan.conf.model, plan.budget, plan.lr)
     opt_cfg = module.configure_optimizers()

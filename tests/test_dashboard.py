@@ -22,7 +22,7 @@ from analysis.dashboard import (
 )
 from analysis.plots import FIGURES
 from analysis.style import size_colors
-from scaling.contract import WANDB_KEYS, RunSummary
+from contract import WANDB_KEYS, RunSummary
 
 
 def test_panels_are_log_log_on_the_keys_training_logs():

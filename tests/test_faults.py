@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.contract import Status
+from contract import Status
 from scaling.module import RunRecorder
 from scaling.store import RunStore
 from scaling.train import Outcome, train

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analysis import results
 from analysis.fitconfig import FitConfig
-from scaling.contract import field_docs
+from contract import field_docs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 BLOCK = re.compile(r"(<!-- fit-fields:start -->\n)(.*?)(<!-- fit-fields:end -->)", re.S)

@@ -19,8 +19,8 @@ from analysis.hparams import (
     grid_from_store,
     main,
 )
+from contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 from scaling.config import ConfigError, SweepSpec
-from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPLAW = ROOT / "data" / "reference" / "steplaw_dense_lr_bs_loss.csv"

@@ -20,8 +20,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from contract import RunSummary, read_summary
 from scaling.config import ConfigError
-from scaling.contract import RunSummary, read_summary
 from scaling.data import TokenBatches
 from scaling.family import flops_per_token, param_counts
 from scaling.model import GPT, attention_scale

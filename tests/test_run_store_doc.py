@@ -1,6 +1,6 @@
 """docs/formats.md section 1 lists exactly the fields of RunSummary (generated from them).
 
-After changing `scaling.contract.RunSummary` or `BudgetRecord`, regenerate the tables with
+After changing `contract.RunSummary` or `BudgetRecord`, regenerate the tables with
 `SCALING_UPDATE_DOCS=1 pytest tests/test_run_store_doc.py` and review the diff.
 """
 
@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from scaling.contract import BudgetRecord, RunSummary, Status, field_docs
+from contract import BudgetRecord, RunSummary, Status, field_docs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 BLOCK = re.compile(r"(<!-- summary-fields:start -->\n)(.*?)(<!-- summary-fields:end -->)", re.S)

@@ -15,8 +15,8 @@ import pytest
 from conftest import TINY, compose_train
 from omegaconf import OmegaConf
 
+from contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 from scaling.config import ConfigError
-from scaling.contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
 from scaling.family import SIZES
 from scaling.store import RunStore
 from scaling.sweep.best_lr import best_lr, write_tuned

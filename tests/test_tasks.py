@@ -28,8 +28,8 @@ from analysis.tasks import (
     read_points,
     run_tasks,
 )
+from contract import METRIC_COLUMNS
 from scaling.config import ConfigError
-from scaling.contract import METRIC_COLUMNS
 from scaling.tasks import Item, choice_losses, load_items, score
 from scaling.train import train
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from contract import METRIC_COLUMNS, Status
 from scaling.config import ConfigError
-from scaling.contract import METRIC_COLUMNS, Status
 from scaling.data import DataError
 from scaling.family import flops_per_token, param_counts
 from scaling.module import RunRecorder
@@ -225,7 +225,7 @@ def test_auto_mode_with_login_but_no_network_trains_offline(tiny_cfg, monkeypatc
 def test_failed_online_init_falls_back_offline_or_is_recorded(tiny_cfg, monkeypatch) -> None:
     """auto: a login and a host that passed the probe but an init that fails -> offline run.
     online (asked for explicitly): the run is recorded as failed, not left 'running'."""
-    import scaling.contract as contract
+    import contract as contract
 
     _logged_in_without_network(monkeypatch)
     monkeypatch.setattr(contract, "wandb_reachable", lambda timeout=2.0: True)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import RunSummary, Status, SummaryError, read_summary
 from scaling.config import ConfigError
-from scaling.contract import RunSummary, Status, SummaryError, read_summary
 from scaling.family import SIZES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
+from contract import Status
 from scaling.config import ConfigError
-from scaling.contract import Status
 from scaling.progress import write_progress
 from scaling.sweep.estimate import estimate
 from scaling.sweep.launchers import thread_overrides

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from contract import Status
 from scaling.config import ConfigError, SweepSpec
-from scaling.contract import Status
 from scaling.sweep.kinds import Planned, SweepKind, kind_of
 from scaling.sweep.launchers import launcher_kind, launcher_parallelism, thread_overrides
 from scaling.sweep.planner import Planner

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scaling.contract import Status
+from contract import Status
 from scaling.sweep.estimate import fmt_time
 from scaling.sweep.runs import NEW, PlannedRun, SweepPlan, ended, read_state
 

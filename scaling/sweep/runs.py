@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from contract import Status, SummaryError, read_summary
 from scaling.config import SweepSpec
-from scaling.contract import Status, SummaryError, read_summary
 
 NEW = "new"  # the status of a planned run whose folder holds no record yet
 
