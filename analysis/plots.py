@@ -36,6 +36,7 @@ from analysis.results import (
     FitReport,
     IsoflopBudget,
     Target,
+    Verification,
 )
 
 FIGURES = ("learning_curves", "isoflop", "compute_optimal", "surface", "parity")
@@ -44,6 +45,7 @@ APPROACHES = ("approach1", "approach2", "approach3")  # FitReport fields, figure
 # Fixed colours (Okabe-Ito) for the three approaches and for held-out / excluded runs.
 APPROACH_COLORS = {"approach1": "#0072B2", "approach2": "#D55E00", "approach3": "#009E73"}
 HELDOUT_COLOR = "#D55E00"
+VERIFY_COLOR = "#CC79A7"
 EXCLUDED_COLOR = "0.6"
 MAX_LEGEND_SIZES = 8  # more sizes (or budgets) than this get a colour bar instead of a legend
 MAX_MARKED_POINTS = 30  # more approach-1 minima than this are drawn as a line
@@ -794,8 +796,29 @@ def plot_surface(res: Results, width: str | None = None) -> Figure:
     return fig
 
 
+def _verification_marker(ax_p: Axes, ax_r: Axes | None, v: Verification) -> list[float]:
+    """The verification run (scaling-verify) as a star with its predicted interval (and the
+    seeds' range) as error bars; the losses the axes must show."""
+    pred, obs = v.predicted.value, v.observed
+    ci = v.predicted.ci if v.predicted.ci is not None and _finite(*v.predicted.ci) else None
+    yerr = None if ci is None else [[max(pred - ci[0], 0.0)], [max(ci[1] - pred, 0.0)]]
+    lo_s, hi_s = v.seed_range
+    xerr = [[obs - lo_s], [hi_s - obs]] if len(v.runs) > 1 and _finite(lo_s, hi_s) else None
+    verdict = {True: "inside", False: "outside", None: "no interval"}[v.inside_interval]
+    label = f"verification, {_sci(v.C)} FLOPs ({verdict})"
+    style = dict(fmt="*", ms=9, color=VERIFY_COLOR, mec="k", mew=0.6, ecolor=VERIFY_COLOR)
+    ax_p.errorbar([obs], [pred], yerr=yerr, xerr=xerr, capsize=2.5, zorder=7, label=label,
+                  gid="runs:verification", **style)  # fmt: skip
+    if ax_r is not None:
+        rerr = None if ci is None else [[(pred - ci[0]) / obs], [(ci[1] - pred) / obs]]
+        ax_r.errorbar([v.C_trained], [pred / obs - 1], yerr=rerr, capsize=2.5, zorder=7,
+                      gid="runs:verification", **style)  # fmt: skip
+    return [obs, pred, *(ci or []), *([lo_s, hi_s] if xerr else [])]
+
+
 def plot_parity(res: Results, width: str | None = None) -> Figure:
-    """Predicted (approach 3) against observed loss, held-out runs marked, and the residuals."""
+    """Predicted (approach 3) against observed loss, held-out runs and the verification run
+    marked, and the residuals."""
     fig, (ax_p, ax_r) = _figure(2, width, aspect=0.82)
     a3, note = _approach(res.fit, "approach3")
     runs = res.runs[np.isfinite(res.runs["loss"])]
@@ -809,8 +832,13 @@ def plot_parity(res: Results, width: str | None = None) -> Figure:
     kept = ~runs["excluded"] if (~runs["excluded"]).any() else runs["loss"].notna()
     if pred is not None and not np.isfinite(pred[kept]).any():
         pred, note = None, "approach 3 skipped: its predicted loss is not finite at the runs"
+    v = res.fit.verification
     if pred is None:
         _note(ax_p, [note])
+        if v is not None and _finite(v.observed, v.predicted.value):
+            _verification_marker(ax_p, None, v)
+            ax_p.set_title(f"{v.method} verification")
+            ax_p.legend(loc="upper left")
         return fig
     colors = _size_key(fig, [ax_p, ax_r], runs)
     resid = pred / runs["loss"] - 1
@@ -818,8 +846,14 @@ def plot_parity(res: Results, width: str | None = None) -> Figure:
     _run_markers(ax_r, runs, runs["C"], resid, colors)
     lo = min(runs["loss"][kept].min(), pred[kept].min())
     hi = max(runs["loss"][kept].max(), pred[kept].max())
-    pad = 0.03 * (hi - lo)
     r_lo, r_hi = resid[kept].min(), resid[kept].max()
+    if v is not None and _finite(v.observed, v.predicted.value):
+        shown = [x for x in _verification_marker(ax_p, ax_r, v) if np.isfinite(x)]
+        lo, hi = min(lo, *shown), max(hi, *shown)
+        ci = v.predicted.ci if v.predicted.ci is not None else [v.predicted.value] * 2
+        r_ends = [(x / v.observed - 1) for x in (v.predicted.value, *ci) if np.isfinite(x)]
+        r_lo, r_hi = min(r_lo, *r_ends), max(r_hi, *r_ends)
+    pad = 0.03 * (hi - lo)
     ax_r.set_ylim(r_lo - 0.08 * (r_hi - r_lo), r_hi + 0.08 * (r_hi - r_lo))
     outside = runs["excluded"] & ((runs["loss"] > hi + pad) | (pred > hi + pad) | (pred < lo - pad))
     if outside.any():

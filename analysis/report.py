@@ -250,6 +250,42 @@ def _holdout(report: FitReport) -> list[str]:
     return [*out, "", f"Mean absolute relative error: {ho.mean_abs_rel_error:.2%}", ""]
 
 
+def _verification(report: FitReport) -> list[str]:
+    v = report.verification
+    if v is None:
+        return []
+    ratio = (
+        ""
+        if not math.isfinite(v.extrapolation)
+        else f", {v.extrapolation:.3g}x the largest fitted C"
+    )
+    verdict = {None: "no interval to judge", True: "**inside**", False: "**outside**"}
+    spread = "-" if not math.isfinite(v.seed_std) else f"{fmt(v.seed_std)} {fmt_ci(v.seed_range)}"
+    out = [
+        f"## Verification: a run predicted before it was trained ({v.method})",
+        "",
+        f"Target C = {fmt(v.C)}{ratio}: {v.model} (N = {v.N:,}"
+        f"{'' if v.family else ', a new shape'}) on D = {v.D:,} tokens ({v.steps:,} steps x "
+        f"{v.batch_size} x {v.seq_len}), C = {fmt(v.C_trained)}, peak LR {fmt(v.lr)}.",
+        "",
+        "| predicted | observed (mean) | seeds | seed std [min, max] | relative error | "
+        "judged interval | inside |",
+        "|---|---|---|---|---|---|---|",
+        f"| {fmt_est(v.predicted)} | {fmt(v.observed)} | {len(v.runs)} | {spread} | "
+        f"{v.rel_error:+.2%} | {fmt_ci(v.judged_interval) or '-'} | "
+        f"{verdict[v.inside_interval]} |",
+        "",
+        f"Interval: {v.interval}. The observed mean is judged against the interval widened in "
+        "quadrature by the seed noise of the mean (bare with one seed).",
+        "",
+        "| run | seed | final loss | folder |",
+        "|---|---|---|---|",
+        *(f"| {r.run} | {r.seed} | {fmt(r.loss)} | `{r.path}` |" for r in v.runs),
+        "",
+    ]
+    return out + [f"- {n}" for n in v.notes] + ([""] if v.notes else [])
+
+
 def _excluded(report: FitReport) -> list[str]:
     out = ["## Excluded runs", ""]
     if not report.excluded:
@@ -279,6 +315,7 @@ def markdown_report(report: FitReport) -> str:
         _budgets,
         _targets,
         _holdout,
+        _verification,
         _excluded,
         _settings,
     )

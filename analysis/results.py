@@ -2,8 +2,9 @@
 
 A `FitReport` holds how the fit was made (its `FitConfig`, the runs fitted, excluded and held
 out), one result per approach (`Approach1Result`, `Approach2Result`, `Approach3Result`), the
-``--law`` fit (`LawFit`), the extrapolation check (`HoldoutCheck`) and the fit of a law of
-whole loss curves (`CurvesResult`). Every number with an
+``--law`` fit (`LawFit`), the extrapolation check (`HoldoutCheck`), the fit of a law of
+whole loss curves (`CurvesResult`) and the closed-loop check of a run the fit predicted before
+it was trained (`Verification`, written by ``scaling-verify``). Every number with an
 interval is an `Estimate`. Laws are named by their registry name (`analysis.laws.LAWS`), whose
 ``predict_natural`` and ``labels`` every reader uses. Non-finite numbers are stored as JSON null
 and read back as NaN; a corrupt file or an unknown format version raises `FitReportError`
@@ -396,6 +397,74 @@ class CurvesResult:
 
 
 @dataclass
+class VerificationRun:
+    """One trained seed of a verification run."""
+
+    run: str
+    """The run's name (its folder name)."""
+    path: str
+    """The run folder."""
+    seed: int
+    """Its train.seed."""
+    loss: float
+    """Its final validation loss."""
+
+
+@dataclass
+class Verification:
+    """A run predicted before it was trained (``scaling-verify``), against its observed loss.
+
+    The run is the compute-optimal one at a target compute beyond the fitted budgets; the
+    prediction and its interval are made and printed before it trains."""
+
+    method: str
+    """The allocation that chose the run: approach3, approach2 or approach1."""
+    C: float
+    """The target compute (FLOPs, the fit's convention)."""
+    C_trained: float
+    """Compute of the trained run, k N D (D rounded to whole optimiser steps)."""
+    extrapolation: float
+    """C over the largest fitted run's C (NaN when runs.csv is missing)."""
+    model: str
+    """The model's size name (a new shape is named by its nominal N)."""
+    family: bool
+    """Whether the model is a named family size (else a new shape of the shape rule)."""
+    N: int
+    """Non-embedding parameters of the trained model."""
+    D: int
+    """Training tokens: steps x batch_size x seq_len."""
+    steps: int
+    """Optimiser steps."""
+    batch_size: int
+    """Sequences per step."""
+    seq_len: int
+    """Tokens per sequence."""
+    lr: float
+    """Peak LR the run trained with (from its summary.json)."""
+    predicted: Estimate
+    """Predicted final loss at (N, D), printed before training, with its interval."""
+    interval: str
+    """How the predicted interval was made."""
+    observed: float
+    """Final validation loss, mean over the seeds."""
+    seed_std: float
+    """Standard deviation of the seeds' losses (ddof 1; NaN with one seed)."""
+    seed_range: list[float]
+    """[min, max] of the seeds' losses."""
+    judged_interval: list[float] | None
+    """The predicted interval widened by the seed noise of the mean (in quadrature, at the
+    interval's coverage); the observed mean is judged against it; None without an interval."""
+    rel_error: float
+    """(predicted - observed) / observed."""
+    inside_interval: bool | None
+    """Whether the observed mean lies in judged_interval; None without an interval."""
+    runs: list[VerificationRun] = field(default_factory=list)
+    """Every seed trained."""
+    notes: list[str] = field(default_factory=list)
+    """What a reader must know (not an extrapolation, a rounded size, the LR's origin)."""
+
+
+@dataclass
 class FitReport:
     """Everything ``scaling-fit`` decided (fit.json): settings, runs, one result per approach."""
 
@@ -431,6 +500,9 @@ class FitReport:
     """The extrapolation check (None without a hold-out rule)."""
     curves: CurvesResult | None = None
     """The fit of a law of whole loss curves (None unless --law is a curve law)."""
+    verification: Verification | None = None
+    """A run predicted before it was trained, against its observed loss (``scaling-verify``;
+    None until it runs; a refit drops it, and a rerun of scaling-verify reuses the trained run)."""
     warnings: list[str] = field(default_factory=list)
     """What a reader must know: implausible exponents, a hold-out rule that selected nothing."""
     format: int = FIT_FORMAT

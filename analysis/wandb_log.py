@@ -51,6 +51,38 @@ def fit_table(report: FitReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["block", "parameter", "estimate", "lo", "hi", "ci"])
 
 
+def verification_table(report: FitReport) -> pd.DataFrame:
+    """The verification run (scaling-verify) as one row: what was predicted and observed."""
+    v = report.verification
+    if v is None:
+        return pd.DataFrame()
+    lo, hi = v.predicted.ci or (None, None)
+    j_lo, j_hi = v.judged_interval or (None, None)
+    row = {
+        "method": v.method, "C": v.C, "model": v.model, "N": v.N, "D": v.D, "steps": v.steps,
+        "lr": v.lr, "predicted": v.predicted.value, "lo": lo, "hi": hi, "observed": v.observed,
+        "seeds": len(v.runs), "seed_std": v.seed_std, "judged_lo": j_lo, "judged_hi": j_hi,
+        "rel_error": v.rel_error, "inside_interval": v.inside_interval,
+        "runs": ", ".join(r.run for r in v.runs),
+    }  # fmt: skip
+    return pd.DataFrame([row])
+
+
+def _verification_summary(report: FitReport) -> dict:
+    v = report.verification
+    if v is None:
+        return {}
+    out = {"verification/method": v.method, "verification/seeds": len(v.runs)}
+    lo, hi = v.predicted.ci or (math.nan, math.nan)
+    numbers = {"C": v.C, "N": v.N, "D": v.D, "predicted": v.predicted.value, "predicted_lo": lo,
+               "predicted_hi": hi, "observed": v.observed, "seed_std": v.seed_std,
+               "rel_error": v.rel_error}  # fmt: skip
+    out |= {f"verification/{k}": x for k, x in numbers.items() if math.isfinite(x)}
+    if v.inside_interval is not None:
+        out["verification/inside_interval"] = v.inside_interval
+    return out
+
+
 def summary(report: FitReport) -> dict:
     """The fitted exponents and coefficients as flat summary keys, with their interval ends
     as ``<block>/<key>_lo`` and ``_hi`` so a dashboard can chart them."""
@@ -67,6 +99,7 @@ def summary(report: FitReport) -> dict:
                     out[f"{block}/{name}_{end}"] = v
     if report.holdout is not None and math.isfinite(report.holdout.mean_abs_rel_error):
         out["holdout/mean_abs_rel_error"] = report.holdout.mean_abs_rel_error
+    out |= _verification_summary(report)
     if report.warnings:
         out["warnings"] = "; ".join(report.warnings)
     out |= {"n_runs": report.n_runs, "n_fitted": report.n_fitted, "convention": report.convention}
@@ -107,6 +140,8 @@ def log_analysis(out_dir: Path, project: str, group: str | None = None, mode: st
             "fit": wandb.Table(dataframe=fit_table(report)),
             "runs": wandb.Table(dataframe=res.runs.drop(columns=["excluded"])),
         }
+        if report.verification is not None:
+            tables["verification"] = wandb.Table(dataframe=verification_table(report))
         run.log(tables | {f"figures/{p.stem}": wandb.Image(str(p)) for p in pngs})
         run.summary.update(summary(report))
         artifact = wandb.Artifact(re.sub(r"[^\w.-]", "-", f"fit-{group or 'analysis'}"), type="fit")

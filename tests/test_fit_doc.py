@@ -39,6 +39,8 @@ CLASSES = (
     results.CurvesResult,
     results.CurveScore,
     results.CurvePrediction,
+    results.Verification,
+    results.VerificationRun,
 )
 
 
