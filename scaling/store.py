@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import functools
 import hashlib
 import json
 import math
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,8 @@ from contract import (
 )
 
 # Keys that change how a run is watched or where it runs, not what it computes: a relaunch that
-# differs only in these is the same run (skip / resume), anything else is a different run.
+# differs only in these is the same run (skip / resume), anything else is a different run. The
+# `sweep` node says how a sweep planned the run, not what the run computes.
 _NON_SEMANTIC = (
     "logger",
     "trainer.num_threads",
@@ -46,8 +49,10 @@ _NON_SEMANTIC = (
     "train.checkpoint_every",
     "runs_dir",
     "data.cache_dir",
+    "sweep",
 )
 LOCK_FILE = ".lock"
+_ABSENT = object()  # a key a config does not have (None is a value)
 
 
 class RunFolderError(Exception):
@@ -69,19 +74,93 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of the resolved config minus keys that do not change what the run computes."""
-    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+def _flat(tree: dict[str, Any], typed: frozenset[str], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, descending only into the schema's dataclass nodes
+    (`typed`): a dict- or list-valued setting (optim.lr_table) is one value, compared whole."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path in typed:
+            out |= _flat(value, typed, f"{path}.")
+        else:
+            out[path] = value
+    return out
+
+
+@functools.cache
+def _schema() -> tuple[dict[str, Any], frozenset[str]]:
+    """The schema's defaults as dotted keys (MISSING as "???"), and its dataclass nodes."""
+    from scaling.config import Config  # config.py registers Hydra's ConfigStore on import
+
+    schema = OmegaConf.structured(Config)
+    typed: set[str] = set()
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key, child in node.items_ex(resolve=False):
+            if isinstance(child, DictConfig) and is_dataclass(OmegaConf.get_type(child)):
+                typed.add(f"{prefix}{key}")
+                walk(child, f"{prefix}{key}.")
+
+    walk(schema, "")
+    tree = OmegaConf.to_container(schema, resolve=True, throw_on_missing=False, enum_to_str=True)
+    assert isinstance(tree, dict)
+    return _flat(tree, frozenset(typed)), frozenset(typed)
+
+
+def _semantic(c: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config as dotted keys, less the keys that do not change what the run computes."""
+    flat = _flat(c, _schema()[1])
+    return {
+        k: v
+        for k, v in flat.items()
+        if not any(k == n or k.startswith(f"{n}.") for n in _NON_SEMANTIC)
+    }
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False, enum_to_str=True)
     assert isinstance(c, dict)
-    for dotted in _NON_SEMANTIC:
-        node: Any = c
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    blob = json.dumps(c, sort_keys=True, default=_json_default)
+    return c
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of what the run computes: the resolved config's values that differ from the
+    schema's defaults (scaling/config.py), less the keys that do not change the computation.
+
+    The migration rule (docs/formats.md): a new setting whose default reproduces the old
+    behaviour leaves every old run's hash as it was. Changing an existing default is a change of
+    what old runs computed: give the new behaviour a new value instead.
+    """
+    defaults = _schema()[0]
+    kept = {k: v for k, v in _semantic(_plain(cfg)).items() if defaults.get(k, _ABSENT) != v}
+    blob = json.dumps(kept, sort_keys=True, default=_json_default)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def config_differences(stored: Path, cfg: DictConfig) -> list[str]:
+    """The keys on which a run's stored config.yaml and `cfg` differ in what the run computes;
+    [] means the same run.
+
+    A key the stored config lacks whose value in `cfg` is the schema default is no difference:
+    the setting was added after the run, with a default that reproduces what the run did. This
+    accepts stores written under an older hash rule or before a setting existed.
+    """
+    try:
+        old = OmegaConf.load(stored)
+    except (OSError, ValueError) as e:  # a missing file, a YAML error (both ValueErrors)
+        return [f"{stored} cannot be read ({type(e).__name__})"]
+    if not isinstance(old, DictConfig):
+        return [f"{stored} is not a mapping"]
+    a, b = _semantic(_plain(old)), _semantic(_plain(cfg))
+    defaults = _schema()[0]
+    diff = []
+    for key in sorted(a.keys() | b.keys()):
+        va, vb = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if va == vb or (va is _ABSENT and vb == defaults.get(key, _ABSENT)):
+            continue
+        shown = ["(absent)" if v is _ABSENT else repr(v) for v in (va, vb)]
+        diff.append(f"{key}: {shown[0]} -> {shown[1]}")
+    return diff
 
 
 def fsync_file(path: Path) -> None:

@@ -55,7 +55,7 @@ from scaling.data import (
 )
 from scaling.family import flops_per_token, param_counts
 from scaling.progress import progress_line
-from scaling.store import RunFolderError, RunStore, config_hash, fsync_file
+from scaling.store import RunFolderError, RunStore, config_differences, config_hash, fsync_file
 
 log = logging.getLogger("scaling.train")
 register_configs()
@@ -81,6 +81,7 @@ class Plan:
     counts: Any
     fpt: dict[str, float]
     config_hash: str
+    cfg: DictConfig  # the composed config, compared with a stored one when the hashes differ
     tasks: list[Any] | None = None  # train.tasks_path's items (scaling.tasks.Item)
 
 
@@ -184,17 +185,30 @@ def plan_run(cfg: DictConfig) -> Plan:
         lr,
         counts,
         fpt,
-        run_config_hash(cfg),
+        config_hash(cfg),
+        cfg,
         tasks,
     )
 
 
-def run_config_hash(cfg: DictConfig) -> str:
-    """config_hash of what the run computes: the `sweep` node (how it was planned) left out."""
-    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    assert isinstance(c, dict)
-    c.pop("sweep", None)
-    return config_hash(OmegaConf.create(c))
+def same_run(plan: Plan, stored_hash: str | None) -> bool:
+    """Whether the run folder's record (its summary's hash, its config.yaml) is this run.
+
+    Equal hashes are; otherwise the stored config.yaml is compared with this config and a run
+    stored before a setting existed (or under the older hash rule) is the same run when the
+    only differences are settings it lacks whose value here is the default (docs/formats.md).
+    The sweep's plan and the launch both decide through this.
+    """
+    if stored_hash is None or stored_hash == plan.config_hash:
+        return True
+    if config_differences(plan.store.config_path, plan.cfg):
+        return False
+    print(
+        f"[{plan.run_name}] stored config hash {stored_hash} != {plan.config_hash}, but the "
+        "stored config differs only by settings added since, at their defaults: the same run",
+        file=sys.stderr,
+    )
+    return True
 
 
 def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
@@ -309,7 +323,7 @@ def decide(plan: Plan) -> RunSummary | _Start:
         prev = store.read_summary()
     except SummaryError as e:
         raise SummaryError(e.path, f"{e.reason}; move the run folder aside to rerun it") from None
-    if prev is not None and prev.config_hash != plan.config_hash:
+    if prev is not None and not same_run(plan, prev.config_hash):
         if prev.status is not Status.FAILED:
             raise ConfigError(
                 f"{store.root} already holds a run ({prev.status.value}) with a different "

@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from contract import METRIC_COLUMNS, Status
 from scaling.config import ConfigError
 from scaling.data import DataError
 from scaling.family import flops_per_token, param_counts
 from scaling.module import RunRecorder
-from scaling.train import Outcome, new_summary, plan_run, train
+from scaling.store import config_differences, config_hash
+from scaling.train import Outcome, decide, new_summary, plan_run, same_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,6 +171,68 @@ def test_display_settings_do_not_make_a_different_run(tiny_cfg) -> None:
                  "trainer.peak_flops=2e11", "trainer.num_threads=2")
     )  # fmt: skip
     assert again.outcome is Outcome.ENDED
+
+
+def _without(cfg, *dotted: str):
+    """`cfg` as a config written before the settings `dotted` existed (they are absent)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in dotted:
+        *parents, leaf = key.split(".")
+        node = c
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    return OmegaConf.create(c)
+
+
+def test_a_setting_added_with_its_default_keeps_the_hash(tiny_cfg) -> None:
+    """The migration rule: the hash covers the values that differ from the schema defaults."""
+    cfg = tiny_cfg("train.steps=10")
+    h = config_hash(cfg)
+    assert config_hash(_without(cfg, "model.dropout", "optim.grad_clip", "train.tasks_path")) == h
+    assert config_hash(tiny_cfg("train.steps=10", "model.dropout=0.1")) != h
+    planned = tiny_cfg("train.steps=10", "trainer.num_threads=2")
+    planned.sweep = {"name": "isoflop", "plan": True}  # how a sweep planned it: not the run
+    assert config_hash(planned) == h
+    # a setting left out counts as its default, so a non-default one cannot hide that way
+    assert config_hash(_without(tiny_cfg("train.steps=10", "model.dropout=0.1"))) != h
+
+
+def _stored_under_old_rule(cfg, status: str = "completed", **changed):
+    """A run folder as an older version wrote it: an old-rule hash and a config.yaml without
+    model.dropout (a setting added since, at its default); `changed` edits stored values."""
+    plan = plan_run(cfg)
+    plan.store.root.mkdir(parents=True)
+    old = _without(cfg, "model.dropout")
+    for key, value in changed.items():
+        OmegaConf.update(old, key.replace("__", "."), value)
+    plan.store.config_path.write_text(OmegaConf.to_yaml(old))
+    s = new_summary(plan, cfg, None)
+    s.status, s.config_hash = Status(status), "sha256:old-rule-hash"
+    plan.store.write_summary(s)
+    return plan
+
+
+def test_run_stored_before_a_setting_existed_is_the_same_run(tiny_cfg, capsys) -> None:
+    cfg = tiny_cfg("train.steps=10", "experiment=old")
+    plan = _stored_under_old_rule(cfg)
+    assert same_run(plan, "sha256:old-rule-hash")
+    got = decide(plan)
+    assert got.status is Status.COMPLETED  # skipped, not retrained or refused
+    assert "the same run" in capsys.readouterr().err
+
+
+def test_changed_setting_against_an_old_store_is_refused(tiny_cfg) -> None:
+    cfg = tiny_cfg("train.steps=10", "experiment=old")
+    plan = _stored_under_old_rule(cfg, optim__lr=1e-3)
+    assert config_differences(plan.store.config_path, cfg) == ["optim.lr: 0.001 -> 0.003"]
+    with pytest.raises(ConfigError, match="different config"):
+        decide(plan)
+    # a setting the old store lacks, set here to a non-default value, is a difference too
+    cfg2 = tiny_cfg("train.steps=10", "experiment=old2", "model.dropout=0.1")
+    plan2 = _stored_under_old_rule(cfg2)
+    assert config_differences(plan2.store.config_path, cfg2) == ["model.dropout: (absent) -> 0.1"]
+    assert not same_run(plan2, "sha256:old-rule-hash")
 
 
 def test_precision_typo_fails_at_composition(tiny_cfg) -> None:

@@ -13,7 +13,7 @@ from scaling.sweep.kinds import Planned, SweepKind, kind_of
 from scaling.sweep.launchers import launcher_kind, launcher_parallelism, thread_overrides
 from scaling.sweep.planner import Planner
 from scaling.sweep.runs import Candidate, PlannedRun, SweepPlan, as_overrides, read_state
-from scaling.train import Plan
+from scaling.train import Plan, same_run
 
 
 def plan_sweep(
@@ -147,7 +147,7 @@ def _records(spec: SweepSpec, planned: list[Planned]) -> list[PlannedRun]:
             )
         seen[run.root] = " ".join(run.overrides)
         prev = run.state
-        if prev.config_hash not in (None, run.config_hash) and prev.status != Status.FAILED:
+        if prev.status != Status.FAILED and not same_run(p, prev.config_hash):
             # a failed one is moved aside and retried; a corrupt one is listed, not launched
             errors.append(
                 f"{run.root} already holds a run ({prev.status}) with a different config; "
