@@ -27,17 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEP_TINY = tuple(o for o in TINY if not o.startswith("model="))
 
 
+def sweep_overrides(data_cache: Path, runs: Path, sweep: str, *overrides: str) -> tuple[str, ...]:
+    """The command line of `+sweep=<sweep>` with the tiny settings."""
+    return (f"+sweep={sweep}", *SWEEP_TINY, f"runs_dir={runs}", f"data.cache_dir={data_cache}",
+            *overrides)  # fmt: skip
+
+
 def plan_of(
     data_cache: Path, runs: Path, sweep: str, *overrides: str, launcher: dict | None = None
 ):
     """The plan of `+sweep=<sweep>` with the tiny settings, composed as the sweeper does."""
-    base_ov = (
-        f"+sweep={sweep}",
-        *SWEEP_TINY,
-        f"runs_dir={runs}",
-        f"data.cache_dir={data_cache}",
-        *overrides,
-    )
+    base_ov = sweep_overrides(data_cache, runs, sweep, *overrides)
     base = compose_train(*base_ov)
     return plan_sweep(
         parse_spec(base.sweep),
@@ -165,6 +165,26 @@ def test_budget_typo_is_an_error_not_a_dropped_run(data_cache, tmp_path) -> None
     sp = plan_of(data_cache, tmp_path, "data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[100,1e5]")
     assert [r.name for r in sp.runs] == ["10k-D1e5"]
     assert "less than one batch" in dict(sp.dropped)["model=10k train.tokens=100"]
+
+
+def test_plan_accepts_a_run_stored_before_a_setting_existed(data_cache, tmp_path) -> None:
+    """The plan decides like the launch (scaling.train.same_run): an old run store whose config
+    lacks only settings at their defaults is the same run; a changed value is refused."""
+    args = ("data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[1e5]")
+    (run,) = plan_of(data_cache, tmp_path, *args).runs
+    cfg = OmegaConf.to_container(
+        compose_train(*sweep_overrides(data_cache, tmp_path, *args), *run.overrides), resolve=True
+    )
+    del cfg["model"]["dropout"]  # written before model.dropout existed (default 0.0)
+    run.root.mkdir(parents=True)
+    (run.root / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    record(run.root, "completed")  # config_hash "x": not this rule's hash
+    (again,) = plan_of(data_cache, tmp_path, *args).runs
+    assert again.status == "completed" and not again.launchable
+    cfg["optim"]["lr"] = 1e-3
+    (run.root / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    with pytest.raises(ConfigError, match="would overwrite other runs"):
+        plan_of(data_cache, tmp_path, *args)
 
 
 def test_demo_sweep_takes_any_launcher() -> None:
@@ -371,7 +391,7 @@ def test_corrupt_summary_is_listed_and_locked_run_skipped_others_run(tmp_path, d
     assert (folder / "10k-D1e4" / "summary.json").read_text().endswith('"comp')  # untouched
 
 
-# --- slow: launchers, interruption, DDP, WSD, the demo ----------------------------------
+# --- slow: launchers, interruption, DDP, WSD ------------------------------------------
 
 
 @pytest.mark.slow
@@ -539,84 +559,6 @@ def test_wsd_sweep_branches_from_the_stable_run(tmp_path, data_cache) -> None:
         assert int(rows[0].split(",")[0]) > start  # the branch trains only its cooldown
         assert b["D"] < stable["D"]
     assert "% saved" in out.stdout and "% of the from-scratch FLOPs saved" in out.stdout
-
-
-@pytest.mark.slow
-def test_demo_end_to_end(tmp_path, data_cache) -> None:
-    """`make demo`'s job: the demo sweep (joblib, 2 jobs), the fit, the figures, the W&B view;
-    every IsoFLOP profile has its minimum inside; a second demo trains nothing new."""
-    runs, out = tmp_path / "runs", tmp_path / "results"
-    cmd = [
-        str(Path(sys.executable).parent / "scaling-demo"),
-        "--runs",
-        str(runs),
-        "--out",
-        str(out),
-        "--bootstrap",
-        "200",
-        "trainer.progress_every_s=0",
-    ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    t0 = time.time()
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, env=env)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    s = summaries(runs / "demo")
-    assert len(s) == 12 and all(v["status"] == "completed" for v in s.values())
-    by_c: dict[str, list[tuple[int, float]]] = {}
-    for v in s.values():
-        by_c.setdefault(v["budget"]["label"], []).append((v["N"], v["final_val_loss"]))
-    assert len(by_c) == 3
-    for label, pts in by_c.items():
-        pts.sort()
-        i = min(range(len(pts)), key=lambda k: pts[k][1])
-        assert 0 < i < len(pts) - 1, (label, pts)  # a visible minimum, not at an edge
-    from analysis.results import FitReport
-
-    report = FitReport.load(out)
-    assert sorted(report.approaches()) == [1, 2, 3]
-    for i, res in report.approaches().items():
-        alloc = res.allocation
-        assert alloc is not None, res.error
-        assert alloc.a.value + alloc.b.value == pytest.approx(1.0, abs=0.05) or i == 1
-    a3 = report.approach3
-    assert a3 and a3.allocation and a3.fit and 0 < a3.allocation.a.value < 1
-    assert a3.fit.values()["alpha"] > 0
-    assert report.approach2 and not any(b.edge for b in report.approach2.budgets)
-    for name in ("learning_curves", "isoflop", "compute_optimal", "surface", "parity"):
-        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert (out / "figures" / f"{name}.pdf").exists()
-    assert (out / "report.md").exists() and (out / "table.tex").exists()
-    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))  # the W&B analysis run
-    assert list(runs.glob("demo/*/wandb/offline-run-*/run-*.wandb"))  # the training runs
-    assert "Fitted law (approach 3, chinchilla)" in first.stdout
-    print(f"demo wall time {time.time() - t0:.0f}s")
-    stamps = {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
-    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Launching" not in again.stdout + again.stderr
-    assert stamps == {r: (runs / "demo" / r / "summary.json").stat().st_mtime for r in s}
-
-
-@pytest.mark.slow
-def test_demo_fits_and_draws_what_its_sweep_left(tmp_path, monkeypatch, capsys) -> None:
-    """scaling-demo's steps after the sweep (fast: the sweep is the slow test's), with the
-    demo's named fit settings, on a run store the real collector reads."""
-    from fixtures_analysis import synthetic, write_run_store
-
-    from workflows import demo
-
-    runs, out = tmp_path / "runs", tmp_path / "results"
-    write_run_store(runs, *synthetic())
-    monkeypatch.setattr(demo, "run_sweep", lambda root, overrides: 0)
-    args = ["--runs", str(runs), "--out", str(out), "--bootstrap", "20", "--no-wandb"]
-    assert demo.main(args) == 0
-    text = capsys.readouterr().out
-    assert "Fitted law (approach 3, chinchilla)" in text and "approach2: N_opt ~ C^" in text
-    fit = json.loads((out / "fit.json").read_text())
-    assert fit["config"]["bootstrap"] == 20 and fit["config"]["targets"] == [1e13, 1e14]
-    assert (out / "figures" / "isoflop.png").exists() and (out / "report.md").exists()
-    monkeypatch.setattr(demo, "run_sweep", lambda root, overrides: 3)
-    assert demo.main(args) == 3  # a failed sweep stops the demo with its exit status
 
 
 def test_progress_line_counts_finished_runs(tmp_path) -> None:
