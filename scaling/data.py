@@ -1,29 +1,30 @@
 """Corpora -> deterministic memory-mapped token files -> batches.
 
-A corpus is prepared once into `<cache_dir>/<name>-<key>/` (`train.bin`, `val.bin`, `meta.json`,
-and `tokenizer.json` for BPE), where `key` hashes the data settings and a fingerprint of the
-source (file names, sizes, mtimes; the Markov settings). A later call with the same key only
-reads `meta.json`. The folder is built under a temporary name and renamed into place, so a
-parallel sweep job never sees half a corpus; a lock file keeps those jobs from all doing the
-work at once.
+A built-in corpus is prepared once into `<cache_dir>/<name>-<key>/` (`train.bin`, `val.bin`,
+`meta.json`, and `tokenizer.json` for BPE), where `key` hashes the data settings and a
+fingerprint of the source (file names, sizes, mtimes; the Markov settings). A later call with
+the same key only reads `meta.json`. The folder is built under a temporary name and renamed
+into place, so a parallel sweep job never sees half a corpus; a lock file keeps those jobs from
+all doing the work at once.
 
 Token files are raw arrays: uint8 when the vocabulary fits in a byte (the byte tokenizer, small
 Markov sources), else uint16. The validation split is the tail of the corpus: the last
-`val_fraction` of the raw bytes for text corpora (the same text for either tokenizer, so
+`val_fraction` of the raw bytes for the stdlib corpus (the same text for either tokenizer, so
 bits-per-byte compare across them) and of the tokens for the Markov source.
 
-Built-in corpora (`data.name`):
+Corpora (`data.name`):
 - `stdlib`: the running Python's standard library, `*.py` files outside site-packages,
   dist-packages and test folders, in sorted relative-path order, joined by a blank line.
 - `markov`: a random sparse Markov source whose entropy rate (the irreducible loss) is exact.
-- `text`: the user's corpus at `data.path`: a text file; a `.jsonl` file (the string field
-  `data.jsonl_key` of each line); or a folder, of which every file not hidden (no leading dot
-  in its path) that decodes as UTF-8 is read (`.jsonl` files line by line as above), in sorted
-  relative-path order, joined by a blank line, while files that do not decode (binaries) are
-  skipped and counted in `meta.json`. All of it by default; `data.max_bytes` caps it, and a
-  capped corpus says so in `meta.json` and on stderr. A folder prepared by `scaling-prepare`
-  (token shards, any tokenizer: `scaling/shards.py`) is opened as it is; one whose preparation
-  did not finish is refused.
+- `text`: the user's corpus at `data.path`, prepared by `scaling-prepare` (streamed through
+  worker processes into token shards, never whole in memory: `scaling/prepare.py`) into
+  `<cache_dir>/text-<key>/` and trained on like `data=prepared`. Any input scaling-prepare
+  reads (text files, folders, .jsonl(.gz) with the text in `data.jsonl_key`, parquet); a plain
+  text file is cut at line ends into documents of ~4 KB, and the validation split is
+  `data.val_fraction` of the documents, chosen by a hash of each (`text_settings` maps the
+  options). A bad input (missing, empty, binary, no text field) is refused, naming the file.
+  A folder already prepared by `scaling-prepare` (any tokenizer) is opened as it is; one whose
+  preparation did not finish is refused.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from torch.utils.data import IterableDataset, get_worker_info
 
 from scaling.config import DataConfig, MarkovConfig, Tokenizer
-from scaling.shards import DataError, PreparedCorpus, open_corpus
+from scaling.prepare import PrepareSettings, input_files, prepare
+from scaling.shards import META_FILE, DataError, PreparedCorpus, open_corpus
 
 # Bump when the layout of a prepared folder or the definition of a corpus changes, so old
 # caches are rebuilt instead of silently reused.
@@ -61,6 +63,11 @@ FORMAT = 1
 DOC_SEP = b"\n\n"  # between the files / documents of a corpus
 _DENSE_MAX_STATES = 2048  # Markov sources up to this size get an exact dense solve
 _POWER_MAX_ITERS = 20_000
+# data=text: a plain text file is cut at line ends into documents of about this many bytes,
+# because the validation split is chosen per document (by hash) and a corpus of one file needs
+# many documents for data.val_fraction to hold some apart: a 1 MB file gives ~250, of which
+# val_fraction=0.02 holds ~5. An end-of-document token follows each (as at a file's end).
+TEXT_DOC_BYTES = 4096
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
 
@@ -100,8 +107,9 @@ class Corpus:
 
 def load_corpus(cfg: DataConfig) -> Corpus:
     """Return the prepared corpus for `cfg`, preparing it into the cache first if needed."""
-    if cfg.name == "text" and _is_prepared(Path(str(cfg.path)).expanduser()):
-        return _open_prepared(Path(str(cfg.path)).expanduser())
+    if cfg.name == "text":
+        path = Path(str(cfg.path)).expanduser()
+        return _open_prepared(path) if _is_prepared(path) else _prepare_text(cfg)
     fingerprint = _fingerprint(cfg)
     key = _sha256(json.dumps(fingerprint, sort_keys=True).encode())[:16]
     cache = Path(cfg.cache_dir).expanduser()
@@ -124,6 +132,53 @@ def load_corpus(cfg: DataConfig) -> Corpus:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return _open(folder)
+
+
+def text_settings(cfg: DataConfig, out: Path) -> PrepareSettings:
+    """The scaling-prepare settings that data=text stands for (its options mapped onto them)."""
+    return PrepareSettings(
+        inputs=[str(Path(str(cfg.path)).expanduser())],
+        out=str(out),
+        tokenizer=cfg.tokenizer.value,
+        bpe_vocab_size=cfg.bpe_vocab_size,
+        text_key=cfg.jsonl_key,
+        val_fraction=cfg.val_fraction,
+        max_bytes=cfg.max_bytes,
+        text_doc_bytes=TEXT_DOC_BYTES,
+        progress=sys.stderr.isatty(),
+    )
+
+
+def _prepare_text(cfg: DataConfig) -> Corpus:
+    """The user's corpus, prepared by scaling-prepare (streamed, all cores) into the cache.
+
+    Prepared in place under the lock rather than renamed into place: a killed preparation of
+    a large corpus resumes from its finished shards, and meta.json, written last, is the
+    completion marker that every reader checks.
+    """
+    key = _sha256(json.dumps(_fingerprint(cfg), sort_keys=True).encode())[:16]
+    cache = Path(cfg.cache_dir).expanduser()
+    folder = cache / f"text-{key}"
+    if not (folder / META_FILE).exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with _lock(cache / f".{folder.name}.lock"):
+            if not (folder / META_FILE).exists():  # else another job prepared it meanwhile
+                settings = text_settings(cfg, folder)
+                prepare(settings)
+                _say_if_capped(cfg, settings)
+    return _open_prepared(folder)
+
+
+def _say_if_capped(cfg: DataConfig, settings: PrepareSettings) -> None:
+    if cfg.max_bytes is None:
+        return
+    n_bytes = sum(open_corpus(settings.out).meta.n_bytes.values())
+    if n_bytes > cfg.max_bytes - 4:  # the cap falls at a character boundary: up to 3 short
+        print(
+            f"[data] text corpus capped at data.max_bytes={cfg.max_bytes} "
+            "(data.max_bytes=null reads all of it)",
+            file=sys.stderr,
+        )
 
 
 def _is_prepared(path: Path) -> bool:
@@ -159,12 +214,15 @@ def _fingerprint(cfg: DataConfig) -> dict[str, Any]:
     if cfg.tokenizer == Tokenizer.bpe:
         fp["bpe"] = [cfg.bpe_vocab_size, tokenizers_version]
     fp["max_bytes"] = cfg.max_bytes
-    if cfg.name == "stdlib":
-        root, rels = _stdlib_files()
-        fp["python"] = sys.version
-    else:
-        root, rels = _text_files(cfg)
+    if cfg.name == "text":
+        # the shards' own settings key covers the rest (format, chunking, files and mtimes)
+        fp["layout"] = "shards"
         fp["jsonl_key"] = cfg.jsonl_key
+        fp["text_doc_bytes"] = TEXT_DOC_BYTES
+        fp["files"] = [[str(f), *_stat(f)] for f in input_files([str(cfg.path)])]
+        return fp
+    root, rels = _stdlib_files()
+    fp["python"] = sys.version
     fp["root"] = str(root)
     fp["files"] = [[r, *_stat(root / r)] for r in rels]
     return fp
@@ -184,26 +242,6 @@ def _stdlib_files() -> tuple[Path, list[str]]:
         rel_dir = Path(dirpath).relative_to(root)
         rels += [(rel_dir / f).as_posix() for f in filenames if f.endswith(".py")]
     return root, sorted(rels)
-
-
-def _text_files(cfg: DataConfig) -> tuple[Path, list[str]]:
-    """The user corpus root (a folder, or a file's parent) and its files' relative paths."""
-    path = Path(str(cfg.path)).expanduser().resolve()
-    if path.is_file():
-        return path.parent, [path.name]
-    if not path.is_dir():
-        raise DataError(
-            f"data.path={cfg.path} does not exist; give a text file, a folder of text files, "
-            "or a .jsonl file"
-        )
-    rels = sorted(
-        p.relative_to(path).as_posix()
-        for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
-    if not rels:
-        raise DataError(f"data.path={cfg.path} is a folder with no (non-hidden) files")
-    return path, rels
 
 
 def _prepare(cfg: DataConfig, out: Path, key: str) -> None:
@@ -309,21 +347,10 @@ def _sha256(b: bytes) -> str:
 
 
 def _read_raw(cfg: DataConfig) -> tuple[bytes, str]:
-    """The corpus's UTF-8 bytes (capped at max_bytes) and a one-line description."""
-    if cfg.name == "stdlib":
-        root, rels = _stdlib_files()
-        docs, n_skipped, capped = _concat_files(root, rels, cfg.max_bytes)
-        where = f"Python {sys.version.split()[0]} standard library at {root}"
-    else:
-        root, rels = _text_files(cfg)
-        path = Path(str(cfg.path)).expanduser().resolve()
-        docs, n_skipped, capped = _concat_files(root, rels, cfg.max_bytes, cfg.jsonl_key)
-        if path.is_file() and n_skipped:
-            raise DataError(f"data.path={path} is not UTF-8 text")
-        kind = "JSONL file" if path.suffix == ".jsonl" else "file"
-        where = f"{kind if path.is_file() else 'folder'} {path}"
-        if path.suffix == ".jsonl" or any(r.endswith(".jsonl") for r in rels):
-            where += f" (JSONL field {cfg.jsonl_key!r})"
+    """The stdlib corpus's UTF-8 bytes (capped at max_bytes) and a one-line description."""
+    root, rels = _stdlib_files()
+    docs, n_skipped, capped = _concat_files(root, rels, cfg.max_bytes)
+    where = f"Python {sys.version.split()[0]} standard library at {root}"
     raw = _cap(DOC_SEP.join(docs), cfg.max_bytes)
     if not raw.strip():
         raise DataError(
@@ -344,51 +371,25 @@ def _read_raw(cfg: DataConfig) -> tuple[bytes, str]:
 
 
 def _concat_files(
-    root: Path, rels: list[str], max_bytes: int | None, jsonl_key: str | None = None
+    root: Path, rels: list[str], max_bytes: int | None
 ) -> tuple[list[bytes], int, bool]:
-    """The documents of the files that decode as UTF-8 (each ``.jsonl`` file's lines, when
-    ``jsonl_key`` is given), until max_bytes; (documents, files skipped, capped)."""
+    """The documents of the files that decode as UTF-8, until max_bytes; (documents, files
+    skipped, capped)."""
     docs: list[bytes] = []
     total = n_skipped = 0
     for rel in rels:
         if max_bytes is not None and total >= max_bytes:
             return docs, n_skipped, True
-        if jsonl_key is not None and rel.endswith(".jsonl"):
-            new = list(_jsonl_docs(root / rel, jsonl_key))
-        else:
-            data = (root / rel).read_bytes()
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                n_skipped += 1
-                continue
-            new = [data] if data else []
+        data = (root / rel).read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            n_skipped += 1
+            continue
+        new = [data] if data else []
         docs += new
         total += sum(len(d) + len(DOC_SEP) for d in new)
     return docs, n_skipped, max_bytes is not None and total - len(DOC_SEP) > max_bytes
-
-
-def _jsonl_docs(path: Path, key: str) -> Iterator[bytes]:
-    """The ``key`` field of every line of a JSONL file, as UTF-8 bytes."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno} is not valid JSON ({e.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get(key), str):
-                    found = sorted(record) if isinstance(record, dict) else type(record).__name__
-                    raise DataError(
-                        f"{path}:{lineno} has no string field {key!r} (found {found}); "
-                        f'each line must be an object like {{"{key}": "..."}}; '
-                        "set data.jsonl_key to the field that holds the text"
-                    )
-                yield record[key].encode()
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not UTF-8 text") from None
 
 
 def _cap(raw: bytes, max_bytes: int | None) -> bytes:

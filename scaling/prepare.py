@@ -100,6 +100,9 @@ class PrepareSettings:
     """Text per chunk of work sent to a worker."""
     chunks_per_shard: int = 128
     """Chunks per shard (the unit of resumption): about 128 MB of text by default."""
+    text_doc_bytes: int | None = None
+    """Cut plain text files into documents of about this many bytes, at line ends (None: a
+    file up to 16 MB is one document, a larger one is cut every 1 MB)."""
     workers: int = 0
     """Worker processes; 0: all cores."""
     job: int = 0
@@ -123,6 +126,10 @@ class PrepareSettings:
             ),
             (self.chunk_bytes >= 1, f"chunk_bytes={self.chunk_bytes} must be >= 1"),
             (self.chunks_per_shard >= 1, f"chunks_per_shard={self.chunks_per_shard} must be >= 1"),
+            (
+                self.text_doc_bytes is None or self.text_doc_bytes >= 1,
+                f"text_doc_bytes={self.text_doc_bytes} must be >= 1 or None",
+            ),
             (self.workers >= 0, f"workers={self.workers} must be >= 0 (0: all cores)"),
             (self.n_jobs >= 1, f"n_jobs={self.n_jobs} must be >= 1"),
             (0 <= self.job < self.n_jobs, f"job={self.job} must be in [0, n_jobs={self.n_jobs})"),
@@ -285,7 +292,11 @@ class ArrowSource(_TableSource):
 
 
 class TextSource(Source):
-    """Any other file: UTF-8 text, one document (a file above 16 MB: pieces cut at line ends)."""
+    """Any other file: UTF-8 text, one document (a file above 16 MB, or above ``doc_bytes``
+    when given: pieces of about 1 MB, or ``doc_bytes``, cut at line ends)."""
+
+    def __init__(self, doc_bytes: int | None = None) -> None:
+        self.whole, self.piece = (_BIG_TEXT, _PIECE) if doc_bytes is None else (doc_bytes,) * 2
 
     @classmethod
     def matches(cls, path: Path) -> bool:
@@ -304,7 +315,7 @@ class TextSource(Source):
             raise DataError(f"{path} holds NUL bytes: a binary file, not text")
 
     def docs(self, path: Path, key: str) -> Iterator[bytes]:
-        if path.stat().st_size <= _BIG_TEXT:
+        if path.stat().st_size <= self.whole:
             yield _utf8(path, path.read_bytes())
             return
         with open(path, "rb") as f:
@@ -313,7 +324,7 @@ class TextSource(Source):
             for line in f:
                 piece.append(line)
                 n += len(line)
-                if n >= _PIECE:
+                if n >= self.piece:
                     yield _utf8(path, b"".join(piece))
                     piece, n = [], 0
             if piece:
@@ -328,10 +339,11 @@ def _utf8(path: Path, data: bytes) -> bytes:
     return data
 
 
-def source_for(path: Path) -> Source:
-    """The registered kind that reads `path` (text files last)."""
+def source_for(path: Path, text_doc_bytes: int | None = None) -> Source:
+    """The registered kind that reads `path` (text files last, cut by `text_doc_bytes`)."""
     kinds = sorted(Source.registry, key=lambda k: k is TextSource)
-    return next(k() for k in kinds if k is not _TableSource and k.matches(path))
+    kind = next(k for k in kinds if k is not _TableSource and k.matches(path))
+    return TextSource(text_doc_bytes) if kind is TextSource else kind()
 
 
 def input_files(inputs: list[str]) -> list[Path]:
@@ -439,7 +451,7 @@ def _bpe_sample(s: PrepareSettings, files: list[Path]) -> Iterator[str]:
     """Training documents (split by hash) from the start of the corpus, streamed."""
     n = 0
     for f in files:
-        for doc in source_for(f).docs(f, s.text_key):
+        for doc in source_for(f, s.text_doc_bytes).docs(f, s.text_key):
             if _split_of(doc, s.val_fraction, s.test_fraction) == 0:
                 yield doc.decode()
                 n += len(doc)
@@ -604,6 +616,8 @@ def settings_key(s: PrepareSettings, files: list[Path]) -> str:
         s.n_jobs,
         [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
     ]
+    if s.text_doc_bytes is not None:  # appended only when set: older folders keep their key
+        fp.append(s.text_doc_bytes)
     return hashlib.sha256(json.dumps(fp).encode()).hexdigest()[:16]
 
 
@@ -631,7 +645,7 @@ def _chunks(s: PrepareSettings, files: list[Path]) -> Iterator[tuple[list[bytes]
     docs: list[bytes] = []
     n = total = 0
     for f in files:
-        for doc in source_for(f).docs(f, s.text_key):
+        for doc in source_for(f, s.text_doc_bytes).docs(f, s.text_key):
             if not doc:
                 continue
             if s.max_bytes is not None and total + len(doc) > s.max_bytes:
@@ -842,6 +856,7 @@ _OPTIONS = {
     "max_vocab": (int, "largest tokenizer vocabulary the model accepts"),
     "chunk_bytes": (int, "text per unit of work sent to a worker"),
     "chunks_per_shard": (int, "chunks per shard, the unit of resumption"),
+    "text_doc_bytes": (int, "cut plain text files into documents of about this size"),
     "workers": (int, "worker processes (0: all cores)"),
     "job": (int, "this job's index among --n-jobs (a manual array, e.g. a SLURM task id)"),
     "n_jobs": (int, "jobs over disjoint input files, into the same folder"),

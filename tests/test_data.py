@@ -13,8 +13,10 @@ import pytest
 import torch
 from tokenizers import Tokenizer as HFTokenizer
 
+from scaling import data as data_module
 from scaling.config import ConfigError, DataConfig, MarkovConfig, Tokenizer
 from scaling.data import (
+    TEXT_DOC_BYTES,
     BatchStream,
     DataError,
     MarkovSource,
@@ -185,61 +187,104 @@ def text_cfg(cache: Path, path: Path, **kw: object) -> DataConfig:
     return DataConfig(name="text", path=str(path), cache_dir=str(cache), **kw)
 
 
-def test_text_file(tmp_path: Path) -> None:
-    text = "héllo wörld\n" * 500
+def _docs(corpus: object) -> list[bytes]:
+    """Every document of a data=text corpus (train then val), cut at its EOD tokens."""
+    prepared = corpus.prepared  # type: ignore[attr-defined]
+    out = []
+    for split in ("train", "val"):
+        for tokens, offsets in zip(prepared.shard_tokens(split), prepared.doc_offsets(split)):
+            assert all(tokens[b - 1] == prepared.eod_id for b in offsets[1:])
+            out += [bytes(tokens[a : b - 1].astype(np.uint8)) for a, b in zip(offsets, offsets[1:])]
+    return out
+
+
+def _lines(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = np.array(["héllo", "wörld", "def", "return", "x", "日本", "data"], dtype=object)
+    return [f"{i} " + " ".join(rng.choice(words, size=rng.integers(2, 20))) for i in range(n)]
+
+
+def test_text_file_is_cut_into_documents_at_line_ends(tmp_path: Path) -> None:
+    text = "\n".join(_lines(8000)) + "\n"  # ~300 KB: ~75 documents of ~4 KB
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
-    c = load_corpus(text_cfg(tmp_path / "cache", tmp_path / "a.txt"))
-    assert bytes(c.train_tokens()) + bytes(c.val_tokens()) == text.encode()
-    bytes(c.val_tokens()).decode("utf-8")  # the split falls on a character boundary
+    c = load_corpus(text_cfg(tmp_path / "cache", tmp_path / "a.txt", val_fraction=0.05))
+    docs = _docs(c)
+    assert c.prepared is not None and c.vocab_size == 320 and c.dtype == "uint16"  # 256 + EOD
+    assert sorted(docs) == sorted(_pieces(text.encode(), TEXT_DOC_BYTES))
+    assert all(d.endswith(b"\n") for d in docs)  # cut at line ends
+    assert c.n_val == c.prepared.n_tokens("val") > 0  # the split: by a hash of each document
+    assert c.n_train + c.n_val == len(text.encode()) + len(docs)  # a byte per token, plus EOD
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    """Lines gathered into pieces of at least `size` bytes (the last one: what is left)."""
+    out, piece = [], b""
+    for line in data.splitlines(keepends=True):
+        piece += line
+        if len(piece) >= size:
+            out, piece = [*out, piece], b""
+    return out + ([piece] if piece else [])
 
 
 def test_text_folder(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     (root / "sub").mkdir(parents=True)
-    (root / "b.md").write_text("second " * 300)
-    (root / "sub" / "c.txt").write_text("third " * 300)
-    (root / "a.py").write_text("first " * 300)
-    (root / "blob.bin").write_bytes(bytes(range(256)) * 4)  # not UTF-8: skipped
+    files = {f"f{i:02d}.py": "\n".join(_lines(20, seed=i)) for i in range(30)}
+    files |= {"sub/c.md": "third " * 300}
+    for rel, text in files.items():
+        (root / rel).write_text(text)
     (root / ".hidden").write_text("never")
-    c = load_corpus(text_cfg(tmp_path / "cache", root))
-    got = bytes(c.train_tokens()) + bytes(c.val_tokens())
-    assert got == b"\n\n".join(
-        [b"first " * 300, b"second " * 300, b"third " * 300]
-    )  # sorted: a.py, b.md, sub/c.txt
-    assert "1 skipped" in c.meta()["source"]
+    c = load_corpus(text_cfg(tmp_path / "cache", root, val_fraction=0.2))
+    assert sorted(_docs(c)) == sorted(t.encode() for t in files.values())  # a file: a document
+    assert c.prepared is not None and c.prepared.meta.n_docs["val"] > 0
+    (root / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"blob\.bin is not UTF-8"):  # named, not skipped
+        load_corpus(text_cfg(tmp_path / "cache", root, val_fraction=0.2))
 
 
-def test_text_jsonl(tmp_path: Path) -> None:
-    docs = [f"document number {i} " * 20 for i in range(50)]
-    lines = [json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)]
-    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n\n")
-    c = load_corpus(text_cfg(tmp_path / "cache", tmp_path / "d.jsonl"))
-    assert bytes(c.train_tokens()) + bytes(c.val_tokens()) == "\n\n".join(docs).encode()
-    assert c.meta()["source"].startswith("JSONL file")
-
-
-def test_text_folder_of_jsonl_shards_reads_their_text_field(tmp_path: Path) -> None:
+def test_text_jsonl_files_and_folders_read_their_text_field(tmp_path: Path) -> None:
+    docs = [f"document number {i} " * 20 for i in range(200)]
     root = tmp_path / "shards"
     root.mkdir()
-    docs = [f"shard doc {i} " * 30 for i in range(6)]
     for k in range(2):
-        rows = [json.dumps({"id": i, "text": d}) for i, d in enumerate(docs[3 * k : 3 * k + 3])]
-        (root / f"part-{k}.jsonl").write_text("\n".join(rows) + "\n")
-    (root / "readme.txt").write_text("plain text " * 30)
-    c = load_corpus(text_cfg(tmp_path / "cache", root))
-    got = bytes(c.train_tokens()) + bytes(c.val_tokens())
-    assert got == "\n\n".join([*docs, "plain text " * 30]).encode()
-    assert b'"id"' not in got and "7 documents" in c.meta()["source"]
+        rows = [
+            json.dumps({"id": i, "body": d}) for i, d in enumerate(docs[100 * k : 100 * k + 100])
+        ]
+        (root / f"part-{k}.jsonl").write_text("\n".join(rows) + "\n\n")
+    c = load_corpus(text_cfg(tmp_path / "cache", root, jsonl_key="body", val_fraction=0.1))
+    assert sorted(_docs(c)) == sorted(d.encode() for d in docs)
+    one = load_corpus(text_cfg(tmp_path / "cache", root / "part-0.jsonl", jsonl_key="body"))
+    assert sorted(_docs(one)) == sorted(d.encode() for d in docs[:100])
 
 
 def test_capped_corpus_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "a.txt").write_text("abcdefgh\n" * 2000)  # 18,000 bytes
-    whole = load_corpus(text_cfg(tmp_path / "c1", tmp_path / "a.txt"))
-    assert whole.n_train + whole.n_val == 18_000 and "capped at" not in whole.meta()["source"]
-    cut = load_corpus(text_cfg(tmp_path / "c2", tmp_path / "a.txt", max_bytes=5_000))
-    assert cut.n_train + cut.n_val == 5_000
-    assert "capped at data.max_bytes=5000" in cut.meta()["source"]
-    assert "capped at data.max_bytes=5000" in capsys.readouterr().err
+    (tmp_path / "a.txt").write_text("\n".join(_lines(4000)))
+    whole = load_corpus(text_cfg(tmp_path / "c1", tmp_path / "a.txt", val_fraction=0.2))
+    assert "capped at" not in capsys.readouterr().err
+    cut = load_corpus(
+        text_cfg(tmp_path / "c2", tmp_path / "a.txt", val_fraction=0.2, max_bytes=50_000)
+    )
+    n_bytes = sum(cut.prepared.meta.n_bytes.values())
+    assert 50_000 - 4 < n_bytes <= 50_000 < sum(whole.prepared.meta.n_bytes.values())
+    assert "capped at data.max_bytes=50000" in capsys.readouterr().err
+
+
+def test_second_load_reuses_the_cache_and_a_changed_file_is_prepared_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("\n".join(_lines(4000)))
+    cfg = text_cfg(tmp_path / "cache", path, val_fraction=0.2)
+    first = load_corpus(cfg)
+
+    def refuse(*a: object) -> None:
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(data_module, "prepare", refuse)
+    assert load_corpus(cfg).content_hash == first.content_hash
+    path.write_text("\n".join(_lines(4000, seed=1)))
+    with pytest.raises(AssertionError, match="prepared again"):
+        load_corpus(cfg)
 
 
 def test_text_errors(tmp_path: Path) -> None:
@@ -247,20 +292,23 @@ def test_text_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist.*jsonl"):
         load_corpus(text_cfg(cache, tmp_path / "missing.txt"))
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(DataError, match="empty"):
+    with pytest.raises(DataError, match=r"empty\.txt is empty"):
         load_corpus(text_cfg(cache, tmp_path / "empty.txt"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .*files"):
         load_corpus(text_cfg(cache, tmp_path / "empty"))
-    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": oops}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2 is not valid JSON"):
+    (tmp_path / "bad.jsonl").write_text('{"text": oops}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:1 is not valid JSON"):
         load_corpus(text_cfg(cache, tmp_path / "bad.jsonl"))
     (tmp_path / "key.jsonl").write_text('{"body": "ok"}\n')
     with pytest.raises(DataError, match=r"key\.jsonl:1 has no string field 'text'.*body"):
         load_corpus(text_cfg(cache, tmp_path / "key.jsonl"))
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00" * 100)
-    with pytest.raises(DataError, match="not UTF-8"):
+    with pytest.raises(DataError, match=r"bin\.txt is not UTF-8"):
         load_corpus(text_cfg(cache, tmp_path / "bin.txt"))
+    (tmp_path / "one.txt").write_text("a single short document\n")
+    with pytest.raises(DataError, match="1 training and 0 validation documents.*val_fraction"):
+        load_corpus(text_cfg(cache, tmp_path / "one.txt"))
     with pytest.raises(ConfigError, match="data.path"):
         DataConfig(name="text")
     with pytest.raises(ConfigError, match="valid.*stdlib.*markov.*text"):

@@ -19,10 +19,12 @@ from omegaconf import OmegaConf
 
 from analysis.collect import CollectError, collect, with_target
 from analysis.fitconfig import FitConfig, FitConfigError
+from scaling import data as scaling_data
 from scaling import prepare as prep
 from scaling.config import ConfigError, DataConfig, SweepSpec
 from scaling.data import TokenBatches, load_corpus, train_parts, val_tokens_per_byte
 from scaling.family import SIZES
+from scaling.module import RunRecorder
 from scaling.shards import DataError
 from scaling.sweep.kinds import kind_of
 from scaling.sweep.plan import plan_sweep
@@ -216,3 +218,48 @@ def test_bench_gpu_without_a_gpu_says_so(capsys):
 def test_bench_gpu_refuses_bad_arguments(argv, message, capsys):
     assert bench_gpu.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_data_text_trains_on_shards_reuses_them_and_resumes_exactly(
+    tmp_path, tiny_cfg, monkeypatch
+):
+    """data=text on a JSONL folder: prepared by scaling-prepare into the cache (shards, no
+    whole-corpus array), a second run reuses it, and a crashed run resumes to the same losses."""
+    folder = tmp_path / "jsonl"
+    folder.mkdir()
+    for k in range(3):
+        docs = [
+            f"part {k} doc {i}: " + " ".join(["alpha", "beta", "日本"] * (i % 40))
+            for i in range(300)
+        ]
+        (folder / f"{k}.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    cache = tmp_path / "cache"
+    args = ("data=text", f"data.path={folder}", f"data.cache_dir={cache}", "data.val_fraction=0.1")
+    args += ("train.steps=12", "train.checkpoint_every=4", "train.log_every=2")
+    ref = train(tiny_cfg(*args, "experiment=ref")).summary
+    (prepared,) = cache.glob("text-*")
+    corpus = load_corpus(DataConfig(name="text", path=str(prepared)))
+    assert ref.status.value == "completed" and ref.corpus_hash == corpus.content_hash
+    assert list(prepared.glob("*.train.bin")) and not list(prepared.glob("train.bin"))
+    assert ref.val_tokens_per_byte == pytest.approx(val_tokens_per_byte(corpus))
+
+    def refuse(*a: object) -> None:
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(scaling_data, "prepare", refuse)  # every later run reuses the shards
+    real = RunRecorder.on_train_batch_end
+
+    def crash_at_6(self, trainer, *a, **k):  # noqa: ANN001
+        real(self, trainer, *a, **k)
+        if trainer.global_step == 6:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(RunRecorder, "on_train_batch_end", crash_at_6)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_cfg(*args, "experiment=crash"))
+    monkeypatch.setattr(RunRecorder, "on_train_batch_end", real)
+    resumed = train(tiny_cfg(*args, "experiment=crash")).summary
+    assert resumed.resumed_from_step == 4 and resumed.corpus_hash == ref.corpus_hash
+    assert resumed.final_val_loss == pytest.approx(ref.final_val_loss, abs=1e-4)
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [prepared.name]
