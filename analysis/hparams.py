@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -39,6 +38,7 @@ from analysis.report import fmt, fmt_ci
 from analysis.results import Estimate, LawFit, from_plain, law_fit_from, to_plain
 from analysis.style import BUDGET_CMAP, cmap, paper_style, save, width_inches
 from contract import CONVENTIONS, atomic_write_text
+from contract.settings import load_settings
 
 HPARAMS_FORMAT = 1
 """Version of the hparams.json layout."""
@@ -72,24 +72,10 @@ class HparamsSettings:
         cls, name_or_path: str | Path = "steplaw", overrides: Mapping[str, Any] | None = None
     ) -> HparamsSettings:
         """The named setting (``conf/hparams/<name>.yaml``) or a YAML file, with overrides."""
-        path = Path(name_or_path)
-        if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
-            path = SETTINGS_DIR / f"{name_or_path}.yaml"
-        known = sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml"))
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise HparamsError(
-                f"hparams settings {str(name_or_path)!r} cannot be read ({type(err).__name__}); "
-                f"give a named setting {known} or a .yaml file"
-            ) from None
-        if not isinstance(data, dict):
-            raise HparamsError(f"{path}: expected a mapping of settings, got {data!r:.40}")
-        merged = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(merged) - set(valid))
-        if unknown:
-            raise HparamsError(f"{path}: unknown setting(s) {unknown}; valid: {valid}")
+        path, merged = load_settings(
+            SETTINGS_DIR, name_or_path, [f.name for f in fields(cls)], overrides,
+            what="hparams", error=HparamsError,
+        )  # fmt: skip
         bad = {k: v for k, v in merged.items() if not isinstance(v, int | float) or v is True}
         if bad:
             raise HparamsError(f"{path}: settings {bad} must be numbers")

@@ -4,6 +4,7 @@ against an independent computation on Step Law's released grid, and bad input.""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from analysis.hparams import (
     main,
 )
 from contract import CONVENTIONS, BudgetRecord, RunSummary, Status, write_summary
+from contract.settings import load_settings
 from scaling.config import ConfigError, SweepSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +123,24 @@ def test_steplaw_grid_matches_an_independent_computation() -> None:
 def test_default_settings_are_the_shipped_steplaw_yaml() -> None:
     assert HparamsSettings.load() == HparamsSettings()
     assert HparamsSettings.load("steplaw", {"band": 0.01, "seed": None}).band == 0.01
+
+
+def test_one_settings_loader_for_both_sides(tmp_path) -> None:
+    """contract.settings: a name in the folder or a path, overrides, the nearest valid key."""
+    (tmp_path / "a.yaml").write_text("band: 0.01\nseed: 3\n")
+    load = partial(load_settings, valid=["band", "seed"], what="test", error=ValueError)
+    got = load(tmp_path, "a", overrides={"seed": 4, "band": None})  # None: not given
+    assert got == (tmp_path / "a.yaml", {"band": 0.01, "seed": 4})
+    assert load(Path("/nowhere"), tmp_path / "a.yaml", overrides=None).path == tmp_path / "a.yaml"
+    (tmp_path / "typo.yaml").write_text("bandd: 0.01\nzzz: 1\n")
+    with pytest.raises(ValueError, match=r"\['bandd', 'zzz'\]; valid: \['band', 'seed'\]; "
+                       r"did you mean 'band' for 'bandd'\?$"):  # fmt: skip
+        load(tmp_path, tmp_path / "typo.yaml", overrides=None)
+    with pytest.raises(ValueError, match=r"'nope' cannot be read.*named setting \['a', 'typo'\]"):
+        load(tmp_path, "nope", overrides=None)
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ValueError, match="expected a mapping of settings"):
+        load(tmp_path, "list", overrides=None)
 
 
 def test_cli_writes_json_report_and_figure(tmp_path, capsys) -> None:
