@@ -206,6 +206,8 @@ def test_approach2_fit_verifies_with_its_minima_interval(results, fake, tmp_path
     assert v.method == "approach2" and "Student-t" in v.interval
     lo, hi = v.predicted.ci
     assert lo < v.predicted.value < hi
+    fig = render("parity", load_results(results))  # no approach 3: the verification alone
+    assert any(a.get_gid() == "runs:verification" for a in fig.axes[0].get_children())
 
 
 @pytest.mark.parametrize(
@@ -246,29 +248,49 @@ def test_help(capsys) -> None:
 
 
 def test_later_overrides_replace_earlier_ones() -> None:
-    assert merged(["a=1", "b=2"], ["a=3", "+c=4"]) == ["b=2", "a=3", "+c=4"]
+    assert merged(["a=1", "++d={}", "b=2"], ["a=3", "+c=4", "d={}"]) == [
+        "b=2",
+        "a=3",
+        "+c=4",
+        "d={}",
+    ]
+
+
+def test_copied_settings_compose(tmp_path) -> None:
+    """The fitted runs' settings as overrides compose to the same values (quoting, dicts, lists)."""
+    from conftest import compose_train
+    from omegaconf import OmegaConf
+
+    base = ("train.tokens=1e5", "optim.lr_table={}")
+    ref = compose_train(*base, "++optim.lr_table={10k:0.01,20k:0.02}", "optim.betas=[0.8,0.9]",
+                        f"data.path={tmp_path}/a b", "schedule.kind=wsd", "model.seq_len=32")  # fmt: skip
+    cfg = OmegaConf.to_container(ref, resolve=True)
+    again = compose_train(*base, *verify_mod.copied_overrides(cfg))
+    for section in ("data", "optim", "schedule"):
+        assert again[section] == ref[section]
+    assert again.model.seq_len == 32 and again.model.name == ref.model.name
 
 
 @pytest.mark.slow
 def test_interval_covers_the_truth_at_its_nominal_rate(tmp_path, monkeypatch) -> None:
-    """Over 60 synthetic studies (25 runs, 1% noise, 200 resamples), each verified at 5x its
-    largest budget, the 90% interval covers the true loss at the chosen (N, D) in 0.80-0.98 of
-    them (binomial sd at 60 draws: 0.04). Measured: see the README (Verify a fit)."""
+    """Over 40 synthetic studies (25 runs, 1% noise, 200 resamples), each verified at 5x its
+    largest budget with 3 seeds, the 90% interval covers the true loss at the chosen (N, D) in
+    0.78-0.99 of them (2 binomial sd at 40 draws: 0.095). Measured: 0.925 (README, Verify a fit)."""
     covered, inside = [], []
-    for draw in range(60):
-        out = synthetic_fit(tmp_path, seed=100 + draw, bootstrap=200, approaches=(3,))
+    for draw in range(40):
+        out = synthetic_fit(tmp_path, seed=draw, bootstrap=200, approaches=(3,))
         trainer = FakeTrainer(seed=draw)
         monkeypatch.setattr(verify_mod, "run_training", trainer)
         v = verify(out, tmp_path / "runs", 5 * BUDGETS[-1], seeds=3, log=lambda s: None)
         lo, hi = v.predicted.ci
         covered.append(lo <= trainer.truth <= hi)
         inside.append(v.inside_interval)
-    rate = float(np.mean(covered))
+    rate, judged = float(np.mean(covered)), float(np.mean(inside))
     print(
-        f"coverage of the truth {rate:.3f}, observed inside the judged interval {np.mean(inside):.3f}"
+        f"coverage of the truth {rate:.3f}, observed mean inside the judged interval {judged:.3f}"
     )
-    assert 0.80 <= rate <= 0.98
-    assert np.mean(inside) >= 0.75
+    assert 0.78 <= rate <= 0.99
+    assert judged >= 0.78
 
 
 SWEEP = (

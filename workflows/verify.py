@@ -206,7 +206,9 @@ def copied_overrides(cfg: dict) -> list[str]:
     for section in COPIED:
         for key, v in _flatten(cfg.get(section) or {}, section):
             if key not in NOT_COPIED:
-                out.append(f"{key}={_hydra_value(v)}")
+                # Hydra refuses to replace a dict by a non-empty one unless forced (++)
+                force = "++" if isinstance(v, dict) else ""
+                out.append(f"{force}{key}={_hydra_value(v)}")
     return out
 
 
@@ -285,15 +287,21 @@ def _minima_prediction(report: FitReport, method: str, c: float) -> tuple[Estima
 
 
 def merged(*groups: Sequence[str]) -> list[str]:
-    """Overrides in order, a later ``key=value`` replacing an earlier one of the same key (Hydra
-    refuses a key given twice)."""
+    """Overrides in order, a later ``key=value`` (or ``+key``, ``++key``) replacing an earlier
+    one of the same key (Hydra refuses a key given twice)."""
     out: dict[str, str] = {}
     for group in groups:
         for item in group:
-            key = item.split("=", 1)[0] if "=" in item and item[0] not in "+~" else item
+            key = item.split("=", 1)[0].lstrip("+~") if "=" in item else item
             out.pop(key, None)
             out[key] = item
     return list(out.values())
+
+
+def _folder(results: str | Path) -> Path:
+    """The results folder (given as the folder or as its fit.json)."""
+    results = Path(results)
+    return results.parent if results.is_file() else results
 
 
 def _run_name(model: ModelChoice, c: float, seed: int) -> str:
@@ -322,7 +330,7 @@ def plan(
         check_name("--experiment", experiment)
     except ValueError as err:
         raise VerifyError(str(err)) from None
-    results = Path(results)
+    results = _folder(results)
     try:
         report = FitReport.load(results)
     except FitReportError as err:
@@ -387,7 +395,7 @@ def plan(
     shared += model_overrides(model)
     shared += [f"train.tokens={d}", f"train.batch_size={batch}"]
     if lr is not None:
-        shared += [f"optim.lr={lr:.6g}", "optim.lr_table={}", "optim.lr_rule_exponent=null"]
+        shared += [f"optim.lr={lr:.6g}", "++optim.lr_table={}", "optim.lr_rule_exponent=null"]
     seed0 = int((cfg.get("train") or {}).get("seed") or 0)
     seed_list = [seed0 + i for i in range(seeds)]
     return Plan(
@@ -555,7 +563,7 @@ def verify(
 ) -> Verification:
     """Predict the compute-optimal run at ``compute``, train it (``seeds`` seeds) and record
     predicted against observed loss in ``results`` (see the module docstring)."""
-    results = Path(results)
+    results = _folder(results)
     p = plan(
         results,
         runs,
@@ -583,7 +591,11 @@ def parser() -> argparse.ArgumentParser:
         "interval, train it (k seeds) and record predicted against observed loss in fit.json, "
         "report.md and the parity figure.",
     )
-    p.add_argument("results", type=Path, help="results folder of scaling-fit (fit.json, runs.csv)")
+    p.add_argument(
+        "results",
+        type=Path,
+        help="results folder of scaling-fit (fit.json, runs.csv), or its fit.json",
+    )
     p.add_argument("--runs", required=True, help="run store root the verification trains into")
     p.add_argument("--compute", required=True, type=float, help="target compute C (FLOPs)")
     p.add_argument(
