@@ -224,6 +224,29 @@ def read_reference_curve(path: str | Path) -> Curve:
     return Curve(path.stem, lr, steps, df["loss"].to_numpy(float), str(path))
 
 
+def write_curve(curve: Curve, path: str | Path) -> Path:
+    """Write ``curve`` as an external curve CSV (``read_curve``'s format): one row per optimiser
+    step from 0 with its ``lr``, ``loss`` where logged and empty elsewhere."""
+    path = Path(path)
+    loss = np.full(curve.lr.size, np.nan)
+    loss[curve.steps] = curve.loss
+    frame = pd.DataFrame({"step": np.arange(curve.lr.size), "lr": curve.lr, "loss": loss})
+    frame.to_csv(path, index=False, na_rep="")  # floats as repr: read back bit for bit
+    return path
+
+
+def reference_to_csv(src: str | Path, out_dir: str | Path) -> list[Path]:
+    """The multi-power-law reference curve file ``src`` (or every ``*.csv`` in the folder
+    ``src``) in the external format, under ``out_dir`` with the same names: the per-step LR
+    rebuilt from the README's schedules, the loss at the logged steps."""
+    src, out_dir = Path(src), Path(out_dir)
+    files = sorted(src.glob("*.csv")) if src.is_dir() else [src] if src.is_file() else []
+    if not files:
+        raise CurveError(f"{src}: no reference curve files (*.csv)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [write_curve(read_reference_curve(f), out_dir / f.name) for f in files]
+
+
 def curve_table(curves: Sequence[Curve]) -> pd.DataFrame:
     """One row per logged step of every curve: ``curve`` (1-based index), ``name``, ``step``,
     ``loss`` -- the data ``fit`` takes for a law made by ``multipower``/``tissue`` of ``curves``."""
@@ -258,9 +281,11 @@ class _Pairs:
     """
 
     row: np.ndarray  # (q,) index of the logged step (into the plan's sorted rows)
-    log_eta: np.ndarray  # (q,) log(eta_k / lr_ref) of the change
-    log_gap: np.ndarray  # (q,) log S_k(t) = log(P(t) - P(k-1))
+    change: np.ndarray  # (q,) index of the change into change_log_eta
+    change_log_eta: np.ndarray  # (u,) log(eta_k / lr_ref) of the distinct changes used
+    gap: np.ndarray  # (q,) S_k(t) = P(t) - P(k-1)
     weight: np.ndarray  # (q,) eta_{k-1} - eta_k, or the skeleton weight
+    weight_log_eta: np.ndarray  # (q,) weight * log(eta_k / lr_ref)
     weight_sum: np.ndarray  # (m,) sum of the weights of each logged step
 
 
@@ -291,9 +316,17 @@ def _plan_curve(curve: Curve, rows: np.ndarray, steps: np.ndarray, law: CurveLaw
     lr = curve.lr
     area = np.cumsum(lr)
     diff = np.zeros_like(lr)
-    peak = curve.peak_step
-    diff[peak + 1 :] = lr[peak:-1] - lr[peak + 1 :]
+    # With warmup_drop, every change from step 1 on enters (the warmup's rises as negative
+    # drops); otherwise only those after the peak.
+    first = 1 if law.warmup_drop else curve.peak_step + 1
+    diff[first:] = lr[first - 1 : -1] - lr[first:]
     k = np.flatnonzero(diff)
+    zero = k[lr[k] <= 0]
+    if zero.size:
+        raise CurveError(
+            f"curve {curve.name!r}: lr changes to 0 at step {zero[0]}; the loss drop needs "
+            f"lr > 0 at every change it sums (without warmup_drop it sums only after the peak)"
+        )
     # Tissue's momentum: m_i = decay m_{i-1} + diff_i, summed up to t
     anneal = np.cumsum(lfilter([1.0], [1.0, -law.decay], diff))
     plan = _CurvePlan(
@@ -385,11 +418,14 @@ def _pairs(plan: _CurvePlan, k: np.ndarray, t: np.ndarray, tol: float) -> _Pairs
     src_a = np.concatenate(src) if src else np.zeros(0, int)
     row_a = np.concatenate(row) if row else np.zeros(0, int)
     w_a = np.concatenate(weight) if weight else np.zeros(0)
+    used, change = np.unique(src_a, return_inverse=True)
     return _Pairs(
         row=row_a,
-        log_eta=plan.log_eta[src_a],
-        log_gap=np.log(plan.area[row_a] - plan.area_before[src_a]),
+        change=change.reshape(-1),
+        change_log_eta=plan.log_eta[used],
+        gap=plan.area[row_a] - plan.area_before[src_a],
         weight=w_a,
+        weight_log_eta=w_a * plan.log_eta[src_a],
         weight_sum=np.bincount(row_a, weights=w_a, minlength=t.size),
     )
 
@@ -399,21 +435,25 @@ def _loss_drop_pairs(theta: np.ndarray, pairs: _Pairs, m: int) -> tuple[np.ndarr
     s_count = theta.shape[0]
     sums = np.zeros((4, s_count, m))
     c, beta, gamma = theta[:, 4:5], theta[:, 5:6], theta[:, 6:7]
+    # C eta^-gamma once per change (a change enters ~4 pairs): one exp per change, not per pair
+    coef = np.exp(c - gamma * pairs.change_log_eta[None, :])  # (S, u)
     step = max(1, BLOCK_ELEMENTS // s_count)
     for a in range(0, pairs.row.size, step):
         sl = slice(a, a + step)
         r = pairs.row[sl]
         seg = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-        w = pairs.weight[sl]
-        y = np.exp(c - gamma * pairs.log_eta[None, sl] + pairs.log_gap[None, sl])  # (S, q)
+        y = coef[:, pairs.change[sl]]  # (S, q)
+        y *= pairs.gap[sl]
         log_x = np.log1p(y)
-        e = np.exp(-beta * log_x)
-        q = y / (1.0 + y)
-        q *= e
-        sums[0][:, r[seg]] += np.add.reduceat(e * w, seg, axis=1)
-        sums[1][:, r[seg]] += np.add.reduceat(e * log_x * w, seg, axis=1)
-        sums[2][:, r[seg]] += np.add.reduceat(q * w, seg, axis=1)
-        sums[3][:, r[seg]] += np.add.reduceat(q * (w * pairs.log_eta[sl]), seg, axis=1)
+        e = np.multiply(log_x, -beta)
+        np.exp(e, out=e)
+        np.multiply(log_x, e, out=log_x)
+        y /= y + 1.0
+        y *= e
+        sums[0][:, r[seg]] += np.add.reduceat(e * pairs.weight[sl], seg, axis=1)
+        sums[1][:, r[seg]] += np.add.reduceat(log_x * pairs.weight[sl], seg, axis=1)
+        sums[2][:, r[seg]] += np.add.reduceat(y * pairs.weight[sl], seg, axis=1)
+        sums[3][:, r[seg]] += np.add.reduceat(y * pairs.weight_log_eta[sl], seg, axis=1)
     return pairs.weight_sum[None, :] - sums[0], sums[1], sums[2], sums[3]
 
 
@@ -497,6 +537,8 @@ class CurveLaw(Law):
     curves: tuple[Curve, ...] = ()
     decay: float = 0.999  # Tissue's momentum factor lambda (a setting, not fitted)
     tol: float = 0.0  # loss-drop compression tolerance (0: every change one by one)
+    warmup_drop: bool = False  # the loss drop sums the warmup's changes too (see multipower)
+    start_stride: int = 1  # fit runs the starts on every k-th logged step (see fit's stride)
     # The LR that log-space c refers to: c = log C - gamma log lr_ref, so that C eta^-gamma =
     # e^c (eta / lr_ref)^-gamma; c and gamma are then nearly uncorrelated (with lr_ref = 1 they
     # move together along c + gamma log eta ~ const, which slows every optimiser).
@@ -605,6 +647,9 @@ MPL_GRID = {
     "beta": (0.5,),
     "gamma": (0.6,),
 }
+# The MPL's starts run on every 4th logged step: on the published curves they reach the same
+# optima as on all steps, and the cost of an evaluation is proportional to the logged steps.
+MPL_START_STRIDE = 4
 TISSUE_GRID = {
     "l0": (np.log(1.5), np.log(2.5), np.log(3.5)),
     "a": (np.log(0.3), np.log(1.0)),
@@ -617,6 +662,7 @@ def multipower(
     curves: Sequence[Curve],
     grid: Mapping[str, tuple[float, ...]] | None = None,
     tol: float = 1e-12,
+    warmup_drop: bool = True,
 ) -> CurveLaw:
     """The multi-power law (Luo et al. 2025) bound to ``curves``; ``tol`` bounds the far-field
     compression of the loss drop relative to the summed LR decrease (0: none, every change
@@ -650,6 +696,8 @@ def multipower(
         natural_names=names,
         curves=tuple(curves),
         tol=float(tol),
+        warmup_drop=bool(warmup_drop),
+        start_stride=MPL_START_STRIDE,
         lr_ref=lr_ref,
         value_jac=_mpl_value_jac,
     )
@@ -660,8 +708,10 @@ def tissue(
     curves: Sequence[Curve],
     decay: float = 0.999,
     grid: Mapping[str, tuple[float, ...]] | None = None,
+    warmup_drop: bool = False,
 ) -> CurveLaw:
-    """The LR-annealing law (Tissue et al. 2024) bound to ``curves``, momentum ``decay``."""
+    """The LR-annealing law (Tissue et al. 2024) bound to ``curves``, momentum ``decay``;
+    ``warmup_drop``: the annealing area counts the warmup's rises (negative) too."""
     if not 0 <= decay < 1:
         raise ValueError(f"tissue decay (lambda) must be in [0, 1), got {decay}")
     params = ("l0", "a", "alpha", "c")
@@ -680,6 +730,7 @@ def tissue(
         natural_names=names,
         curves=tuple(curves),
         decay=float(decay),
+        warmup_drop=bool(warmup_drop),
         value_jac=_tissue_value_jac,
     )
     return law
@@ -693,17 +744,18 @@ CURVE_LAWS: dict[str, Callable[..., CurveLaw]] = {"multipower": multipower, "tis
 
 
 def multipower_reference(
-    params: Mapping[str, float], lr: np.ndarray, steps: Sequence[int]
+    params: Mapping[str, float], lr: np.ndarray, steps: Sequence[int], warmup_drop: bool = True
 ) -> np.ndarray:
-    """MPL loss at ``steps`` by the direct sum over every step k <= t, each S_k(t) summed
-    afresh (no prefix sums, no skipping of unchanged steps): the slow reference for checks."""
+    """MPL loss at ``steps`` by the direct sum over every step k <= t (from step 1 with
+    ``warmup_drop``, else from the peak), each S_k(t) summed afresh (no prefix sums, no
+    skipping of unchanged steps): the slow reference for checks."""
     lr = np.asarray(lr, float)
-    peak = int(np.argmax(lr))
+    first = 1 if warmup_drop else int(np.argmax(lr)) + 1
     out = []
     for t in steps:
         area = lr[: t + 1].sum()
-        k = np.arange(peak + 1, t + 1)
-        s_k = np.cumsum(lr[t:peak:-1])[::-1]  # S_k(t) for k = peak+1..t, summed from t back
+        k = np.arange(first, t + 1)
+        s_k = np.cumsum(lr[t : first - 1 : -1])[::-1]  # S_k(t) for k = first..t, from t back
         x = params["C"] * lr[k] ** -params["gamma"] * s_k
         drop = params["B"] * np.sum((lr[k - 1] - lr[k]) * (1.0 - (x + 1.0) ** -params["beta"]))
         out.append(params["L0"] + params["A"] * area ** -params["alpha"] - drop)

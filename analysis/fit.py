@@ -101,6 +101,10 @@ class Objective:
         self.logy = np.log(np.asarray(loss, dtype=float))
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.design = law.design(cols)
+        # A law may give its exact value and Jacobian, ``log_predict_and_jac(theta (S, P), cols)
+        # -> (log loss (S, n), Jacobian (S, n, P))``: the gradient is then J^T u, and ``fit``
+        # takes Gauss-Newton steps (``batched_lm``) instead of L-BFGS's.
+        self.value_jac = getattr(law, "log_predict_and_jac", None) if self.design is None else None
 
     def _weights(self, rows: np.ndarray | None) -> np.ndarray | None:
         if self.weights is None or self.weights.ndim == 1 or rows is None:
@@ -151,6 +155,10 @@ class Objective:
                     else:
                         feats = np.broadcast_to(feats, (len(idx), ui.shape[1]))
                         g[:, idx] += np.einsum("sn,kn->sk", ui * e, feats)
+            elif self.value_jac is not None:
+                lp, jac = self.value_jac(theta, self.cols)
+                f, u = self._loss_terms(lp, w)
+                g = np.einsum("sn,snp->sp", u, jac)
             else:
                 h = 1e-30
                 lp = self.law.log_predict(theta, self.cols)
@@ -160,6 +168,27 @@ class Objective:
                     tc[:, p] += 1j * h
                     g[:, p] = (u * (self.law.log_predict(tc, self.cols).imag / h)).sum(axis=-1)
         return f, g
+
+    def gauss_newton(
+        self, theta: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Objective (S,), gradient (S, P) and Gauss-Newton matrix (S, P, P) of a law with
+        ``log_predict_and_jac``: J^T diag(w rho'(r) / r) J, the iteratively reweighted least-
+        squares curvature of the Huber loss (1 inside delta, delta / |r| outside)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        w = self._weights(rows)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            lp, jac = self.value_jac(theta, self.cols)
+            f, u = self._loss_terms(lp, w)
+            r = lp - self.logy
+            irls = np.where(np.abs(r) <= self.delta, 1.0, self.delta / np.abs(r))
+            if self.asymmetry != 1.0:
+                irls *= np.where(r > 0, self.asymmetry, 1.0)
+            if w is not None:
+                irls = irls * w
+            g = np.einsum("sn,snp->sp", u, jac)
+            h = np.einsum("snp,snq->spq", jac * irls[..., None], jac)
+        return f, g, h
 
 
 def _two_loop(g, s_hist, y_hist, rho, gamma, k, m):
@@ -250,6 +279,65 @@ def batched_lbfgs(
         conv = ~accepted | (np.abs(gn).max(axis=1) <= gtol) | (accepted & small & has_pair[idx])
         x[idx], f[idx], g[idx] = xn, fn, gn
         nit[idx] += 1
+        done[idx] = conv
+    return x, f, nit
+
+
+def batched_lm(
+    objective: Objective,
+    x0: np.ndarray,
+    rows: np.ndarray | None = None,
+    maxiter: int = 300,
+    ftol: float = 1e-9,
+    gtol: float = 1e-12,
+    damping: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Levenberg-Marquardt from every row of ``x0`` at once; returns (x, f, iterations).
+
+    Each step solves (H + lambda diag H) p = -g with H the Gauss-Newton matrix of the Huber
+    loss (``Objective.gauss_newton``); lambda shrinks after a good step and grows after a
+    rejected one (Nielsen's rule). A row stops when both the actual and the predicted
+    relative decrease of an accepted step fall below ``ftol``, its gradient below ``gtol``, or
+    lambda grows past 1e16. On curve laws this takes tens of steps where L-BFGS takes hundreds:
+    their parameters sit in curved, badly scaled valleys that H describes and L-BFGS learns.
+    """
+    x = np.array(x0, dtype=float)
+    s_count, p = x.shape
+    rows = np.arange(s_count) if rows is None else np.asarray(rows)
+    f, g, h = objective.gauss_newton(x, rows)
+    done = ~(np.isfinite(f) & np.isfinite(g).all(axis=1) & np.isfinite(h).all(axis=(1, 2)))
+    f[done] = np.inf
+    lam, nu = np.full(s_count, damping), np.full(s_count, 2.0)
+    nit = np.zeros(s_count, dtype=int)
+    eye = np.eye(p)
+    for _ in range(maxiter):
+        idx = np.flatnonzero(~done)
+        if idx.size == 0:
+            break
+        fa, ga, ha = f[idx], g[idx], h[idx]
+        diag = np.maximum(np.einsum("spp->sp", ha), 1e-12 * np.abs(ha).max(axis=(1, 2))[:, None])
+        a = ha + lam[idx, None, None] * diag[:, :, None] * eye
+        try:
+            step = -np.linalg.solve(a, ga[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = -np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(a, ga)])
+        pred = -(np.einsum("sp,sp->s", ga, step) + 0.5 * np.einsum("sp,spq,sq->s", step, ha, step))
+        ft, gt, ht = objective.gauss_newton(x[idx] + step, rows[idx])
+        ok = np.isfinite(ft) & np.isfinite(gt).all(axis=1) & np.isfinite(ht).all(axis=(1, 2))
+        ok &= np.isfinite(step).all(axis=1) & (ft < fa)
+        acc = idx[ok]
+        ratio = np.where(ok, (fa - ft) / np.where(pred > 0, pred, np.inf), 0.0)
+        x[acc] += step[ok]
+        f[acc], g[acc], h[acc] = ft[ok], gt[ok], ht[ok]
+        lam[acc] *= np.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio[ok] - 1.0) ** 3)
+        nu[acc] = 2.0
+        rej = idx[~ok]
+        lam[rej] *= nu[rej]
+        nu[rej] *= 2.0
+        nit[idx] += 1
+        scale = np.maximum(np.abs(fa), 1e-300)
+        small = ok & ((fa - ft) <= ftol * scale) & (pred <= ftol * scale)
+        conv = small | (np.abs(g[idx]).max(axis=1) <= gtol) | (lam[idx] > 1e16)
         done[idx] = conv
     return x, f, nit
 
@@ -346,12 +434,16 @@ def fit(
     polish: int = 8,
     best_rtol: float = 1e-4,
     workers: int | None = None,
+    stride: int | None = None,
 ) -> FitResult:
     """Fit ``law`` to ``data[loss]`` by Huber loss on log residuals from a grid of starts.
 
     ``asymmetry`` > 1 penalises predictions above the observed loss more than below (a lower-
     envelope fit); ``weights`` scale each point's term. ``n_best`` counts the starts whose
-    optimum is within ``best_rtol`` (relative) of the best objective.
+    optimum is within ``best_rtol`` (relative) of the best objective. With ``stride`` k > 1
+    (default: the law's ``start_stride``, else 1) the starts run on every k-th point and only
+    the ``polish`` best distinct optima are continued on all points; ``n_best`` then counts
+    on the strided objective.
     """
     law = get_law(law) if isinstance(law, str) else law
     cols, y = _columns(law, data, loss)
@@ -367,17 +459,41 @@ def fit(
     x0 = law.start_grid(grid) if starts is None else np.atleast_2d(np.asarray(starts, float))
     if x0.shape[1] != len(law.params):
         raise FitError(f"starts have {x0.shape[1]} columns; law {law.name!r} has {law.params}")
-    xs, fs, _ = parallel_lbfgs(obj, x0, workers=workers)
+    stride = int(getattr(law, "start_stride", 1) if stride is None else stride)
+    if stride < 1:
+        raise FitError(f"stride must be >= 1 (every k-th point for the starts), got {stride}")
+    start_obj = obj
+    if stride > 1 and y.size >= 4 * stride * len(law.params):
+        # Most starts only tell basins apart: a subsample finds them at a fraction of the cost
+        # (a curve law's cost is proportional to its logged steps); the polish is on all points.
+        sub = slice(None, None, stride)
+        start_obj = Objective(
+            law,
+            {v: c[sub] for v, c in cols.items()},
+            y[sub],
+            delta=delta,
+            weights=None if weights is None else weights[sub],
+            asymmetry=asymmetry,
+        )
+    if obj.value_jac is not None:
+        xs, fs, _ = batched_lm(start_obj, x0)
+    else:
+        xs, fs, _ = parallel_lbfgs(start_obj, x0, workers=workers)
     if not np.isfinite(fs).any():
         raise FitError(f"no start of {len(x0)} reached a finite objective for law {law.name!r}")
     cand = _distinct(xs, fs, max(polish, 1))
     # polish: the same optimiser, continued from the best distinct optima with tight tolerances
-    px, pf, _ = batched_lbfgs(obj, xs[cand], ftol=1e-14, gtol=1e-14, maxiter=3000)
-    improved = pf < fs[cand]
-    px, pf = np.where(improved[:, None], px, xs[cand]), np.where(improved, pf, fs[cand])
+    if obj.value_jac is not None:
+        px, pf, _ = batched_lm(obj, xs[cand], ftol=1e-14, gtol=1e-14)
+    else:
+        px, pf, _ = batched_lbfgs(obj, xs[cand], ftol=1e-14, gtol=1e-14, maxiter=3000)
+    if start_obj is obj:
+        improved = pf < fs[cand]
+        px, pf = np.where(improved[:, None], px, xs[cand]), np.where(improved, pf, fs[cand])
     best = int(np.argmin(pf))
     theta, fbest = px[best], float(pf[best])
-    n_best = int(np.sum(fs <= fbest + best_rtol * abs(fbest) + 1e-15))
+    f_ref = fbest if start_obj is obj else float(np.min(fs))
+    n_best = int(np.sum(fs <= f_ref + best_rtol * abs(f_ref) + 1e-15))
     others = np.delete(px, best, axis=0)
     return FitResult(
         law=law,
@@ -406,8 +522,14 @@ def bootstrap(
     n_warm: int = 4,
     workers: int | None = None,
     strata: np.ndarray | None = None,
+    maxiter: int = 1000,
+    ftol: float = 1e-12,
 ) -> np.ndarray:
     """Parameters (n, P) refitted on ``n`` resamples of the points (or of ``groups``, e.g. runs).
+
+    ``maxiter`` and ``ftol`` bound each refit (warm-started near its optimum, a refit needs far
+    fewer steps than the full fit; a looser ``ftol`` moves the parameters by far less than
+    their interval).
 
     Each resample starts from the full-data optimum and the ``n_warm`` best other distinct
     optima of the full fit, and keeps the best. With ``strata`` (one label per point) each
@@ -437,7 +559,10 @@ def bootstrap(
     k = len(starts)
     x0 = np.tile(starts, (n, 1))
     rows = np.repeat(np.arange(n), k)
-    xs, fs, _ = parallel_lbfgs(obj, x0, rows=rows, workers=workers, ftol=1e-12)
+    if obj.value_jac is not None:
+        xs, fs, _ = batched_lm(obj, x0, rows=rows, maxiter=maxiter, ftol=ftol)
+    else:
+        xs, fs, _ = parallel_lbfgs(obj, x0, rows=rows, workers=workers, maxiter=maxiter, ftol=ftol)
     fs = np.where(np.isfinite(fs), fs, np.inf).reshape(n, k)
     pick = np.argmin(fs, axis=1)
     return xs.reshape(n, k, -1)[np.arange(n), pick]
