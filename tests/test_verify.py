@@ -326,6 +326,7 @@ def test_real_verification_trains_the_predicted_run(tmp_path, data_cache) -> Non
     assert summary_path.is_file() and math.isfinite(v.observed) and v.observed == run.loss
     cfg = (Path(run.path) / "config.yaml").read_text()
     assert "batch_size: 8" in cfg and "seq_len: 32" in cfg  # the fitted runs' settings
+    assert not any("trained N" in n for n in v.notes)  # N and D as predicted
     assert FitReport.load(out).verification == v
     assert "## Verification" in (out / "report.md").read_text()
     assert (out / "figures" / "parity.png").is_file()

@@ -101,6 +101,10 @@ class TrainedRun:
     """Final validation loss."""
     lr: float
     """Peak LR it trained with."""
+    N: int | None = None
+    """Non-embedding parameters it trained (None: not recorded, e.g. a fake trainer)."""
+    D: int | None = None
+    """Tokens it trained."""
 
 
 @dataclass
@@ -368,7 +372,9 @@ def plan(
     if round(n_opt) != model.N:
         notes.append(f"N = {model.N:,} ({model.name}) trains N_opt = {n_opt:.4g}")
     d_ideal = compute / (report.k * model.N)
-    lr, lr_note = None, f"the fitted runs' optimiser settings (of {ref})" if ref else "default"
+    lr, lr_note = None, f"the fitted runs' optimiser settings (of {ref})"
+    if ref is None:
+        lr_note = "scaling-train's default optim.lr"
     hp_path = results / "hparams.json"
     if hp_path.is_file():
         try:
@@ -472,7 +478,8 @@ def run_training(p: Plan, name: str, seed: int, log: Callable[[str], None]) -> T
             f"verification run {path} did not complete (exit {code}, {state}{why}); a rerun "
             "resumes it"
         )
-    return TrainedRun(name, path, seed, float(summary.final_val_loss), float(summary.lr))
+    loss, lr = float(summary.final_val_loss), float(summary.lr)
+    return TrainedRun(name, path, seed, loss, lr, int(summary.N), int(summary.D))
 
 
 def judge(p: Plan, trained: Sequence[TrainedRun]) -> Verification:
@@ -490,6 +497,14 @@ def judge(p: Plan, trained: Sequence[TrainedRun]) -> Verification:
     notes = list(p.notes)
     if len(losses) == 1:
         notes.append("one seed: seed noise not measured, judged against the bare interval")
+    for t in trained:
+        # the copied model settings (an MLP kind, tied embeddings) could change N from the
+        # family's count the prediction used: say so rather than compare unlike runs silently
+        if (t.N, t.D) != (p.model.N, p.D) and t.N is not None:
+            notes.append(
+                f"{t.run} trained N = {t.N:,}, D = {t.D:,}, not the predicted N = "
+                f"{p.model.N:,}, D = {p.D:,}"
+            )
     lrs = {t.lr for t in trained}
     return Verification(
         method=p.method,
