@@ -354,6 +354,13 @@ def plan(
             f"{c_max:.4g}): not an extrapolation"
         )
         log(f"scaling-verify: warning: {notes[-1]}")
+    source, target = Path(report.source).resolve(), (Path(runs) / experiment).resolve()
+    if source.is_dir() and target.is_relative_to(source):
+        notes.append(
+            f"the verification runs land in {target}, inside the fit's source {report.source}: "
+            "a refit would fit them; give another --runs or --experiment"
+        )
+        log(f"scaling-verify: warning: {notes[-1]}")
     cfg, ref = reference_config(report.source, fitted)
     shared = copied_overrides(cfg) if cfg is not None else []
     if cfg is None:
