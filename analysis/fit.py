@@ -358,14 +358,31 @@ def parallel_lbfgs(
     **kw,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """batched_lbfgs over chunks of the rows in threads (numpy releases the GIL on big arrays)."""
+    return _in_threads(batched_lbfgs, objective, x0, rows, workers, 256, **kw)
+
+
+def parallel_lm(
+    objective: Objective,
+    x0: np.ndarray,
+    rows: np.ndarray | None = None,
+    workers: int | None = None,
+    **kw,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """batched_lm over chunks of the rows in threads: a row of a curve law costs milliseconds
+    per step, so a few dozen rows already fill a core."""
+    return _in_threads(batched_lm, objective, x0, rows, workers, 16, **kw)
+
+
+def _in_threads(minimise, objective, x0, rows, workers, min_rows, **kw):
+    """``minimise`` over interleaved chunks of at least ``min_rows`` rows, one per thread."""
     rows = np.arange(len(x0)) if rows is None else np.asarray(rows)
-    workers = max(1, min(workers or _workers(), len(x0) // 256 or 1))
+    workers = max(1, min(workers or _workers(), len(x0) // min_rows or 1))
     if workers == 1:
-        return batched_lbfgs(objective, x0, rows, **kw)
+        return minimise(objective, x0, rows, **kw)
     # interleave so that each chunk gets a similar mix of easy and hard starts
     chunks = [np.arange(i, len(x0), workers) for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
-        outs = list(pool.map(lambda c: batched_lbfgs(objective, x0[c], rows[c], **kw), chunks))
+        outs = list(pool.map(lambda c: minimise(objective, x0[c], rows[c], **kw), chunks))
     x, f, nit = np.empty_like(x0, dtype=float), np.empty(len(x0)), np.empty(len(x0), dtype=int)
     for c, (xc, fc, nc) in zip(chunks, outs):
         x[c], f[c], nit[c] = xc, fc, nc
@@ -560,7 +577,7 @@ def bootstrap(
     x0 = np.tile(starts, (n, 1))
     rows = np.repeat(np.arange(n), k)
     if obj.value_jac is not None:
-        xs, fs, _ = batched_lm(obj, x0, rows=rows, maxiter=maxiter, ftol=ftol)
+        xs, fs, _ = parallel_lm(obj, x0, rows=rows, workers=workers, maxiter=maxiter, ftol=ftol)
     else:
         xs, fs, _ = parallel_lbfgs(obj, x0, rows=rows, workers=workers, maxiter=maxiter, ftol=ftol)
     fs = np.where(np.isfinite(fs), fs, np.inf).reshape(n, k)
