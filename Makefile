@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench figures reference setup
+.PHONY: demo readme test test-slow lint bench figures reference setup
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/scaling-demo
+
+# The README's demo section from the last `make demo` (results/demo): copies fit.json, runs.csv
+# and the figures into docs/ and rewrites the block between <!-- demo:begin --> and
+# <!-- demo:end --> (tests/test_demo.py checks it against docs/demo/). Trains nothing.
+readme: $(STAMP)
+	$(VENV)/bin/scaling-demo --readme-only
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py

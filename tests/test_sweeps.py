@@ -142,17 +142,19 @@ def test_isoflop_runs_spend_their_budget(data_cache, tmp_path) -> None:
 
 def test_isoflop_runs_off_their_budget_by_rounding_are_dropped(data_cache, tmp_path) -> None:
     """Whole steps round D; with few steps a run would miss C by several %: it is dropped."""
-    args = ("sweep.budgets=[1e9,3e9]", "sweep.sizes=[10k,20k,50k,100k]", "sweep.min_steps=1")
+    args = ("sweep.budgets=[1e9,3e9]", "sweep.sizes=[10k,100k]", "sweep.min_steps=1")
     args += ("sweep.tokens_per_param=null",)
     sp = plan_of(data_cache, tmp_path, "isoflop", *args)
     for r in sp.runs:
         c = float(r.group.removeprefix("C="))
         assert abs(r.C - c) / c <= 0.01, (r.name, r.C, c)
     dropped = dict(sp.dropped)
-    assert len(sp.runs) + len(dropped) == 8
+    assert len(sp.runs) + len(dropped) == 4
     assert "5 whole steps give C=1.072e+09, +7.2% off the budget" in dropped["100k-C1e9"]
     assert "sweep.flops_tolerance=0.01" in dropped["100k-C1e9"]
-    loose = plan_of(data_cache, tmp_path, "isoflop", *args, "sweep.flops_tolerance=0.1")
+    one = ("sweep.budgets=[1e9]", "sweep.sizes=[100k]", "sweep.min_steps=1")  # 1 run to plan
+    loose = plan_of(data_cache, tmp_path, "isoflop", *one, "sweep.tokens_per_param=null",
+                    "sweep.flops_tolerance=0.1")  # fmt: skip
     assert "100k-C1e9" in {r.name for r in loose.runs}
     with pytest.raises(ConfigError, match="flops_tolerance=1.5 must be a fraction"):
         plan_of(data_cache, tmp_path, "isoflop", "sweep.flops_tolerance=1.5")
@@ -267,6 +269,33 @@ def test_wsd_branches_start_at_their_cooldown(data_cache, tmp_path) -> None:
     assert 0.2 < w["saved_frac"] < 0.5  # (1 + 2) x 80% of 4xC's first 80%... of 7 units
 
 
+def test_wsd_isoflop_budgets_are_cooldowns_of_one_stable_run_per_size(data_cache, tmp_path):
+    """The demo's kind: every (size, budget) at D = C / FLOPs-per-token, the largest kept budget
+    of each size its stable run, the smaller budgets branches from its checkpoints."""
+    sp = plan_of(
+        data_cache,
+        tmp_path,
+        "demo",
+        "sweep.sizes=[10k,20k]",
+        "sweep.budgets=[1e10,2e10,4e10]",
+        "sweep.min_steps=10",
+        "sweep.tokens_per_param=null",
+    )
+    assert sp.spec.kind == "wsd_isoflop"
+    for size in ("10k", "20k"):
+        runs = {r.name: r for r in sp.runs if r.size == size}
+        assert sorted(runs) == sorted(f"{size}-C{c}" for c in ("1e10", "2e10", "4e10"))
+        stable = runs[f"{size}-C4e10"]
+        assert stable.stage == 0 and stable.start_step is None
+        for c in ("1e10", "2e10"):
+            b = runs[f"{size}-C{c}"]
+            flops = b.C  # each branch trains its own budget
+            assert b.stage == 1 and flops == pytest.approx(float(c), rel=0.01)
+            assert b.start_step == b.steps - round(0.2 * b.steps)
+            assert f"schedule.wsd_total_steps={stable.steps}" in b.overrides
+    assert sp.saving and sp.saving["saved_frac"] > 0.3
+
+
 def test_lr_sweep_names_and_tuned_table(data_cache, tmp_path) -> None:
     sp = plan_of(
         data_cache,
@@ -356,6 +385,17 @@ def test_diverging_run_is_recorded_and_others_complete(tmp_path, data_cache) -> 
     assert "completed 1 / diverged 1 / failed 0 / skipped 0" in out.stdout
 
 
+def test_unknown_sweep_or_launcher_fails_at_composition_naming_the_options() -> None:
+    """In-process twin of the CLI test below: Hydra refuses both before any planning."""
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match=r"(?s)sweep/nope.*isoflop"):
+        compose_train("+sweep=nope")
+    with pytest.raises(MissingConfigException, match=r"(?s)launcher/ray.*joblib.*submitit_slurm"):
+        compose_train("+sweep=isoflop", "hydra/launcher=ray")
+
+
+@pytest.mark.slow
 def test_bad_sweep_or_launcher_fails_before_launch(tmp_path, data_cache) -> None:
     nope = cli(tmp_path, data_cache, "+sweep=nope")
     assert nope.returncode != 0 and "sweep/nope" in nope.stderr and "isoflop" in nope.stderr

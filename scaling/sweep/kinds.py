@@ -203,6 +203,23 @@ class Wsd(DataLadder):
 
 
 @register
+class WsdIsoFlop(Wsd):
+    """IsoFLOP profiles out of WSD runs: every size at every budget C (D = C / FLOPs per
+    token), the largest kept budget of each size its stable run and the others cooldown
+    branches from its checkpoints. Approach 2 groups the runs by C as in `isoflop`, while a
+    budget costs only its cooldown, so a lattice of many budgets costs ~1.2-1.4x the stable runs."""
+
+    name = "wsd_isoflop"
+    needs = ("sizes", "budgets")
+
+    def expand(self, spec: SweepSpec) -> list[Candidate]:
+        return IsoFlop().expand(spec)
+
+    def drop_reason(self, spec: SweepSpec, plan: Plan) -> str | None:
+        return IsoFlop().drop_reason(spec, plan)
+
+
+@register
 class LearningRate(SweepKind):
     """A peak-LR grid per size at the sweep file's budget; one run folder per grid point."""
 
