@@ -8,6 +8,8 @@ written as a CSV source with one curve file per run and fitted by ``scaling-fit`
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -123,15 +125,29 @@ def write_source(folder: Path, seed: int = 0, curves: bool = True) -> tuple[Path
     return folder / "runs.csv", config
 
 
+_FITTED: dict[tuple[int, bool], Path] = {}
+
+
+def _fitted(seed: int, curves: bool) -> Path:
+    """The real fit of the synthetic sweep, run once per test session for each (seed, curves):
+    the fit is deterministic and takes seconds, and several test files read it."""
+    if (seed, curves) not in _FITTED:
+        folder = Path(tempfile.mkdtemp(prefix="fixtures-results-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            source, config = write_source(Path(tmp), seed, curves)
+            run_fit(source, folder / "fit", config, quiet=True)
+        _FITTED[seed, curves] = folder / "fit"
+    return _FITTED[seed, curves]
+
+
 def write_results(
     out: Path, seed: int = 0, errors: dict[str, str] | None = None, curves: bool = True
 ) -> Path:
     """Fit the synthetic sweep into ``out`` with the real fitter; ``errors`` then replaces
     approaches by results that could not be computed (as a fit of other data would give)."""
     out = Path(out)
-    with tempfile.TemporaryDirectory() as tmp:
-        source, config = write_source(Path(tmp), seed, curves)
-        run_fit(source, out, config, quiet=True)
+    shutil.copytree(_fitted(seed, curves), out, dirs_exist_ok=True)
     if not curves:
         (out / "curves.csv").unlink()
     if errors:

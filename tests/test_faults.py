@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from contract import Status
+from contract import Status, SummaryError
 from scaling.module import RunRecorder
-from scaling.store import RunStore
+from scaling.store import RunFolderError, RunStore
 from scaling.train import Outcome, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,9 @@ def cli(*overrides: str, data_cache: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_skips_a_run_another_process_holds(tmp_path, data_cache) -> None:
+    """The console script (fast twin: test_a_held_run_is_skipped_naming_the_holder)."""
     store = RunStore(tmp_path / "default" / "10k-S10")
     with store.lock():
         out = cli(f"runs_dir={tmp_path}", data_cache=data_cache)
@@ -165,23 +168,44 @@ def _read_only_runs_dir(tmp_path: Path) -> Path:
     return ro
 
 
-@pytest.mark.parametrize("fault", ["corrupt summary", "runs_dir is a file", "read-only runs_dir"])
-def test_cli_run_folder_faults_are_one_line(tmp_path, data_cache, fault) -> None:
+FAULTS = ["corrupt summary", "runs_dir is a file", "read-only runs_dir"]
+CORRUPT = '{"run": "10k-S10", "status": "comp'
+
+
+def _fault(tmp_path: Path, fault: str) -> tuple[Path, Path]:
+    """Make `fault` under tmp_path: (the runs_dir to give, the path the error must name)."""
     runs = tmp_path / "runs"
     if fault == "corrupt summary":
         (runs / "default" / "10k-S10").mkdir(parents=True)
         bad = runs / "default" / "10k-S10" / "summary.json"
-        bad.write_text('{"run": "10k-S10", "status": "comp')
-        named = bad
-    elif fault == "runs_dir is a file":
+        bad.write_text(CORRUPT)
+        return runs, bad
+    if fault == "runs_dir is a file":
         runs.write_text("not a folder")
-        named = runs
-    else:
-        runs = named = _read_only_runs_dir(tmp_path)
+        return runs, runs
+    ro = _read_only_runs_dir(tmp_path)
+    return ro, ro
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_run_folder_faults_name_the_path(tiny_cfg, tmp_path, fault) -> None:
+    """In-process: each fault is the error the console script prints as one line (below)."""
+    runs, named = _fault(tmp_path, fault)
+    with pytest.raises((SummaryError, RunFolderError), match=re.escape(str(named))):
+        train(tiny_cfg("train.steps=10", f"runs_dir={runs}"))
+    if fault == "corrupt summary":
+        assert named.read_text() == CORRUPT  # left as it was, for the user to look at
+
+
+@pytest.mark.parametrize(
+    "fault", [f if f == FAULTS[0] else pytest.param(f, marks=pytest.mark.slow) for f in FAULTS]
+)
+def test_cli_run_folder_faults_are_one_line(tmp_path, data_cache, fault) -> None:
+    runs, named = _fault(tmp_path, fault)
     out = cli(f"runs_dir={runs}", data_cache=data_cache)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("scaling-train: error:")]
     assert len(lines) == 1 and str(named) in lines[0], out.stderr
     if fault == "corrupt summary":
-        assert bad.read_text() == '{"run": "10k-S10", "status": "comp'
+        assert named.read_text() == CORRUPT

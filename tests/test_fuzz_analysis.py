@@ -1,4 +1,5 @@
-"""Fuzz: scaling-fit and scaling-plot on a few hundred malformed inputs, generated with a seed.
+"""Fuzz: scaling-fit and scaling-plot on a few hundred malformed inputs, generated with a seed
+(one case per generator in the fast suite, all under `slow`).
 
 Inputs: CSVs of final results (empty, header only, ragged, binary, NaN/inf/negative/zero/huge
 values, missing columns, duplicate runs), run stores (corrupt or partial summary.json, metrics.csv
@@ -500,7 +501,33 @@ def _check_writes(before: dict, after: dict, out: Path, root: Path) -> None:
     assert outside == set(), f"written outside --out: {sorted(outside)}"
 
 
-@pytest.mark.parametrize("case", csv_cases() + store_cases(), ids=lambda c: c.id)
+# The fast suite runs one case of each generator (a kind of damage per input format, one
+# random mix each); the full few hundred run under `slow` (CI runs both).
+FAST_CASES = {
+    *("csv-empty", "csv-header-only", "csv-short-row", "csv-nul-byte", "csv-no-loss"),
+    *("csv-binary-0", "csv-N-bad0", "csv-N-huge2", "csv-loss-bad3", "csv-random0"),
+    *("opt0--holdout", "opt8--weights", "opt14--approaches", "opt17--target", "opt31--columns"),
+    *("store-summary-cut3", "store-summary-N-text", "store-summary-deleted", "store-empty"),
+    *("store-metrics-step-nan", "store-metrics-torn-tail", "store-duplicate-run", "store-random0"),
+    *("fitjson-cut1", "fitjson-a3-alpha-negative", "fitjson-nulls0", "runs-header-only"),
+    *("curves-N-nan", "curves-unknown-runs"),
+}
+
+
+def fast_subset(cases: Sequence[Case | PlotCase]) -> list:
+    """`cases` as test parameters: those outside FAST_CASES marked slow."""
+    return [
+        pytest.param(c, id=c.id, marks=() if c.id in FAST_CASES else pytest.mark.slow)
+        for c in cases
+    ]
+
+
+def test_fast_cases_exist() -> None:
+    ids = {c.id for c in (*csv_cases(), *store_cases(), *plot_cases())}
+    assert ids >= FAST_CASES, sorted(FAST_CASES - ids)  # a renamed case is not lost silently
+
+
+@pytest.mark.parametrize("case", fast_subset(csv_cases() + store_cases()))
 def test_scaling_fit_survives(case: Case, tmp_path: Path) -> None:
     source = case.make(tmp_path)
     out = tmp_path / "out"
@@ -518,7 +545,7 @@ def test_scaling_fit_survives(case: Case, tmp_path: Path) -> None:
         assert report["warnings"], "duplicate runs went unreported"
 
 
-@pytest.mark.parametrize("case", plot_cases(), ids=lambda c: c.id)
+@pytest.mark.parametrize("case", fast_subset(plot_cases()))
 def test_scaling_plot_survives(case: PlotCase, results: Path, tmp_path: Path) -> None:
     res = tmp_path / "results"
     shutil.copytree(results, res)

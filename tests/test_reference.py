@@ -49,7 +49,9 @@ def chinchilla_points() -> pd.DataFrame:
     return df[df["loss"] < fifth_highest].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_chinchilla_replication_full_grid():
+    """The full 4,500-start grid (fast twin: test_chinchilla_replication_through_cli)."""
     data = chinchilla_points()
     assert len(data) == 240
     result = fit("chinchilla", data, delta=1e-3)  # the full 4,500-start grid

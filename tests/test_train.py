@@ -304,8 +304,10 @@ def test_failed_online_init_falls_back_offline_or_is_recorded(tiny_cfg, monkeypa
     assert summary["status"] == "failed" and "127.0.0.1:9" in summary["error"]
 
 
+@pytest.mark.slow
 def test_cli_single_run(tmp_path, data_cache) -> None:
-    """The console script, as a user runs it (a real Hydra launch)."""
+    """The console script, as a user runs it (a real Hydra launch, W&B offline). Fast twins:
+    the in-process runs above, test_config_checks' CLI refusals, --help in test_architecture."""
     cmd = [
         sys.executable,
         "-m",
@@ -315,6 +317,8 @@ def test_cli_single_run(tmp_path, data_cache) -> None:
         "model.seq_len=32",
         "train.batch_size=8",
         "train.eval_tokens=256",
+        "train.n_evals=2",
+        "trainer.num_threads=1",
         "data.max_bytes=300000",
         f"data.cache_dir={data_cache}",
         f"runs_dir={tmp_path}",
