@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from fixtures_analysis import synthetic
 
+from analysis.cli import main as fit_main
 from analysis.expr import ExprError, mask_of, parse, values_of
 
 SCALING_FIT = shutil.which("scaling-fit", path=str(Path(sys.executable).parent))
@@ -41,9 +42,26 @@ def csv_source(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("flag", "text"), EXPLOITS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(EXPLOITS)]
-)
+EXPLOIT_IDS = [f"{f}-{i}" for i, (f, _) in enumerate(EXPLOITS)]
+
+
+@pytest.mark.parametrize(("flag", "text"), EXPLOITS, ids=EXPLOIT_IDS)
+def test_exploits_through_main_run_nothing(csv_source, tmp_path, monkeypatch, capfd, flag, text):
+    """scaling-fit's own main in this process (capfd sees what a shell it started would print):
+    exit 2, one line, no file anywhere. The console-script twin below runs under `slow`."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert fit_main([str(csv_source), "--out", str(out), "--bootstrap", "0", flag, text]) == 2
+    assert not (tmp_path / "pwned").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder either
+    captured = capfd.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scaling-fit: error: "), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flag", "text"), EXPLOITS, ids=EXPLOIT_IDS)
 def test_exploits_through_the_cli_run_nothing(csv_source, tmp_path, flag, text):
     """The real console script refuses the expression: exit 2, one line, no file anywhere."""
     assert SCALING_FIT, "scaling-fit is not installed next to this Python"
