@@ -6,7 +6,7 @@ of every optimiser step rebuilt from its recorded schedule (``config.yaml`` and 
 ``summary.json``) by ``contract.schedule.trainer_schedule``, the very function the
 trainer runs; the rebuilt LR is checked against every logged ``lr`` cell. A metrics row of
 step ``s`` (``s`` optimiser steps done) is the curve's point at step index ``s - 1``, the last
-step trained (rows of step 1, at index 0, are left out: the laws' step column is > 0). A WSD cooldown branch (``init_from``) is one curve: the stable run's rows up to
+step trained; rows before the end of the warmup are left out (the laws hold after it). A WSD cooldown branch (``init_from``) is one curve: the stable run's rows up to
 the branch point, then the branch's own.
 
 The fit is ``analysis.fit.fit`` of a ``CurveLaw`` on the curves not held out; the bootstrap
@@ -15,6 +15,14 @@ scored (``per_curve``); ``--predict`` schedules are curves with no observed loss
 ``curves.csv`` then holds one row per (curve, step): ``curve``, ``kind`` (``fitted``,
 ``held_out`` or ``predicted``), ``step``, ``lr``, ``loss`` (observed; empty for a prediction)
 and ``predicted``.
+
+A joint law across model sizes (``--law multipower_joint`` and the other forms of
+``analysis.curve_joint``) needs each curve's N: a run store's ``summary.json`` has it (and the
+tokens per step); a curve file's N is its folder's name as a size label (``25M/cosine.csv``),
+and files of several folders with the same stem are named ``<folder>/<stem>``. The joint fit
+starts from per-size multi-power fits (``curve_joint.start_from_sizes``); fit.json's ``curves``
+holds the joint parameters and, per size, the MPL coefficients they give (``L0@25M``, ...).
+Each ``--predict`` schedule is predicted at every size (``<spec>@<size>``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import pandas as pd
 import yaml
 
 from analysis.collect import CollectError, read_metrics
+from analysis.curve_joint import JOINT_LAWS, JointLaw, parse_size, start_from_sizes
 from analysis.curves import (
     CURVE_LAWS,
     WSD,
@@ -76,6 +85,12 @@ class CurveSet:
     """A schedule spec (``contract.schedule.SPEC_GRAMMAR``) -> its per-step LR."""
     warnings: list[str]
     """Runs left out (not completed) and why."""
+    sizes: list[float | None] | None = None
+    """Model size N of each curve (None where unknown: a joint law refuses those)."""
+    size_labels: list[str] | None = None
+    """Each curve's size as named (``25M``, ``10k``): how per-size results are labelled."""
+    tokens_per_step: list[float] | None = None
+    """Tokens per optimiser step of each curve (run stores; None for curve files)."""
 
 
 # ---------------------------------------------------------------------------- run stores
@@ -138,12 +153,15 @@ def run_curve(folder: Path, summary: RunSummary, loss: str = "val_loss") -> Curv
         )
     rows = rows.dropna(subset=["y"]).drop_duplicates("step", keep="last").sort_values("step")
     lr = summary.lr * np.array(sched.lrs())
+    # The laws describe the loss after the warmup (the published curves are logged from its
+    # end); log-spaced evaluations would otherwise put over half the points in a 5% warmup.
+    rows = rows[rows["step"] - 1 >= int(np.argmax(lr))]
     return Curve(summary.run, lr, rows["step"].to_numpy() - 1, rows["y"].to_numpy(), str(folder))
 
 
 def store_curves(store: Path, loss: str = "val_loss") -> CurveSet:
     """Every completed run under ``store`` as a curve (others named in the warnings)."""
-    curves, warnings, template, experiments = [], [], None, []
+    curves, warnings, template, experiments, summaries = [], [], None, [], []
     for path in sorted(store.rglob("summary.json")):
         folder = path.parent
         if any(p.startswith(".") for p in folder.relative_to(store).parts):
@@ -158,13 +176,21 @@ def store_curves(store: Path, loss: str = "val_loss") -> CurveSet:
             continue
         curves.append(run_curve(folder, summary, loss))
         experiments.append(summary.experiment)
+        summaries.append(summary)
         template = template or _run_template(folder, summary)
     if not curves:
         raise CurveError(f"no completed run with a summary.json under the run store {store}")
     names = [c.name for c in curves]
     if len(set(names)) < len(names):  # runs of several experiments: name them experiment/run
         curves = [replace(c, name=f"{e}/{c.name}") for c, e in zip(curves, experiments)]
-    return CurveSet(curves, template, warnings)
+    return CurveSet(
+        curves,
+        template,
+        warnings,
+        sizes=[float(s.N) for s in summaries],
+        size_labels=[s.size for s in summaries],
+        tokens_per_step=[float(s.batch_size * s.seq_len) for s in summaries],
+    )
 
 
 def _run_template(folder: Path, summary: RunSummary) -> Callable[[str], np.ndarray]:
@@ -191,11 +217,21 @@ def file_curves(patterns: Sequence[str], columns: dict[str, str] | None = None) 
             raise CurveError(f"curve file {pattern!r} does not exist (and matches no file)")
         paths += found
     curves = [read_curve(p, columns) for p in paths]
+    folders = [Path(p).resolve().parent.name for p in paths]
+    stems = [c.name for c in curves]
+    if len(set(stems)) < len(stems):  # one schedule at several sizes: 25M/cosine, 100M/cosine
+        curves = [replace(c, name=f"{f}/{c.name}") for c, f in zip(curves, folders)]
     names = [c.name for c in curves]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise CurveError(f"curve files with the same name {dup}: a curve is named by its file stem")
-    return CurveSet(curves, _file_template(curves), [])
+        raise CurveError(
+            f"curve files with the same name {dup}: a curve is named by its file stem (and its "
+            f"folder where stems repeat)"
+        )
+    return CurveSet(
+        curves, _file_template(curves), [], sizes=[parse_size(f) for f in folders],
+        size_labels=folders,
+    )  # fmt: skip
 
 
 def _file_template(curves: Sequence[Curve]) -> Callable[[str], np.ndarray]:
@@ -249,7 +285,7 @@ def predicted_curve(spec: str, make: Callable[[str], np.ndarray]) -> Curve:
 def _law(config: FitConfig, curves: Sequence[Curve]) -> CurveLaw:
     if config.law == "tissue":
         return CURVE_LAWS["tissue"](curves, decay=config.curve_decay)
-    return CURVE_LAWS[config.law](curves)
+    return CURVE_LAWS[config.law](curves, warmup_drop=config.curve_warmup_drop)
 
 
 def _starts(law: CurveLaw, config: FitConfig) -> np.ndarray | None:
@@ -259,17 +295,99 @@ def _starts(law: CurveLaw, config: FitConfig) -> np.ndarray | None:
     return full[np.random.default_rng(config.seed).choice(len(full), config.grid, replace=False)]
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """A curve law bound to the observed and the --predict curves, with each curve's size."""
+
+    law: CurveLaw | JointLaw
+    predicted: list[Curve]
+    labels: list[str] | None = None  # size label of every curve (joint laws)
+
+
+def _bind(cset: CurveSet, config: FitConfig) -> _Bound:
+    """The law of ``config`` over the source's curves and the --predict schedules (a joint
+    law: each schedule at every size); refuses curves without a model size before fitting."""
+    observed = cset.curves
+    if config.law not in JOINT_LAWS:
+        predicted = [predicted_curve(spec, cset.make) for spec in config.predict]
+        return _Bound(_law(config, [*observed, *predicted]), predicted)
+    sizes = cset.sizes or [None] * len(observed)
+    unknown = [c for c, n in zip(observed, sizes) if n is None]
+    if unknown:
+        c = unknown[0]
+        raise CurveError(
+            f"curve {c.name!r} ({c.source or 'no source'}) has no model size N; --law "
+            f"{config.law} needs one per curve: fit a run store, or put each size's curve files "
+            f"in a folder named by the size (e.g. 25M/cosine.csv)"
+        )
+    labels = list(cset.size_labels or [f"{n:g}" for n in sizes])
+    tps = list(cset.tokens_per_step or [1.0] * len(observed))
+    by_size = {n: (label, t) for n, label, t in zip(sizes, labels, tps)}
+    predicted, p_sizes, p_labels, p_tps = [], [], [], []
+    for spec in config.predict:
+        for n, (label, t) in sorted(by_size.items()):
+            predicted.append(replace(predicted_curve(spec, cset.make), name=f"{spec}@{label}"))
+            p_sizes.append(n), p_labels.append(label), p_tps.append(t)
+    law = JOINT_LAWS[config.law](
+        [*observed, *predicted],
+        [*sizes, *p_sizes],
+        tokens_per_step=[*tps, *p_tps],
+        warmup_drop=config.curve_warmup_drop,
+    )
+    return _Bound(law, predicted, [*labels, *p_labels])
+
+
+def _joint_start(law: JointLaw, train: pd.DataFrame, config: FitConfig) -> np.ndarray:
+    """Starts of a joint fit: per-size multi-power fits of the fitted curves mapped onto the
+    joint parameters (``curve_joint.start_from_sizes``), then the form's grid."""
+    size_of = np.array(law.sizes)[train["curve"].to_numpy(int) - 1]
+    fitted = np.unique(size_of)
+    if fitted.size < 2:
+        raise CurveError(
+            f"--law {law.name}: the fitted curves (not held out) have {fitted.size} model size(s) "
+            f"{[float(n) for n in fitted]}; a joint law needs at least 2"
+        )
+    per_size = {}
+    for n in fitted:
+        rows = train[size_of == n].reset_index(drop=True)
+        res = fit(
+            law.base, rows, starts=_starts(law.base, config), delta=config.huber_delta,
+            asymmetry=config.asymmetry,
+        )  # fmt: skip
+        per_size[float(n)] = res.theta
+    # the form's own grid too: a size whose fit ran off along a flat direction can mislead
+    return np.vstack([start_from_sizes(law, per_size), law.start_grid()])
+
+
+def _size_params(
+    bound: _Bound, theta: np.ndarray, boot: np.ndarray | None, ci: float
+) -> dict[str, Estimate]:
+    """Per size: the MPL coefficients L0, A, B a joint fit gives it (``L0@25M``, ...)."""
+    law = bound.law
+    if not isinstance(law, JointLaw):
+        return {}
+    label_of = dict(zip(law.sizes, bound.labels or []))
+    best = law.size_params(theta)
+    draws = law.size_params(boot) if boot is not None else {}
+    out = {}
+    for n, params in best.items():
+        for name in ("L0", "A", "B"):
+            ci_ = interval(draws[n][name], ci) if boot is not None else None
+            out[f"{name}@{label_of[n]}"] = Estimate(float(params[name][0]), ci_)
+    return out
+
+
 def fit_curves(cset: CurveSet, config: FitConfig) -> tuple[CurvesResult, pd.DataFrame]:
     """Fit the curve law of ``config`` to the curves not held out; scores and predictions."""
     observed = cset.curves
     table = curve_table(observed)  # refuses a curve with fewer than 2 logged losses
     held = held_out_rows(table, config.held_out_curves)
-    predicted = [predicted_curve(spec, cset.make) for spec in config.predict]
-    law = _law(config, [*observed, *predicted])
+    bound = _bind(cset, config)
+    law, predicted = bound.law, bound.predicted
     train = table[~held].reset_index(drop=True)
+    starts = _joint_start(law, train, config) if isinstance(law, JointLaw) else _starts(law, config)
     result = fit(
-        law, train, starts=_starts(law, config), delta=config.huber_delta,
-        asymmetry=config.asymmetry,
+        law, train, starts=starts, delta=config.huber_delta, asymmetry=config.asymmetry,
     )  # fmt: skip
     boot = None
     if config.bootstrap:
@@ -280,7 +398,7 @@ def fit_curves(cset: CurveSet, config: FitConfig) -> tuple[CurvesResult, pd.Data
     out = CurvesResult(
         law=config.law,
         formula=law.formula,
-        params=lf.params,
+        params={**lf.params, **_size_params(bound, result.theta, boot, config.ci)},
         per_curve={name: CurveScore(**s) for name, s in scores.items()},
         loss=config.curve_loss if Path(observed[0].source).is_dir() else "loss",
         objective=lf.objective,

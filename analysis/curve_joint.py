@@ -49,6 +49,12 @@ from analysis.laws import Law
 MPL_PARAMS = ("l0", "a", "alpha", "b", "c", "beta", "gamma")
 _MPL = {p: i for i, p in enumerate(MPL_PARAMS)}
 
+# The box of MPL starts (log L0, log A, alpha, log B, c, beta, gamma): where the grids lie.
+_BOX = (
+    np.array([np.log(0.5), np.log(1e-3), 0.05, np.log(1.0), -10.0, 0.05, 0.0]),
+    np.array([np.log(20.0), np.log(1e3), 2.0, np.log(1e5), 15.0, 5.0, 2.0]),
+)
+
 # A size label as the model family writes it: 25M, 100k, 1.3B, 2.5e7.
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?(?:e\d+)?)([kKMBT]?)$")
 _UNITS = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
@@ -202,6 +208,7 @@ class JointLaw(Law):
     group: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (curves,) size index
     x: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (groups,) log(N / n_ref)
     lt: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (groups,) log(tps / tps_ref)
+    start_stride: int = 1  # fit runs the starts on every k-th logged step (as the MPL's)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
@@ -273,10 +280,11 @@ def joint_law(
     sizes: Sequence[float] | None = None,
     tokens_per_step: Sequence[float] | None = None,
     grid: Mapping[str, tuple[float, ...]] | None = None,
-    tol: float = 1e-12,
+    warmup_drop: bool = True,
 ) -> JointLaw:
     """The joint form ``name`` (of ``JOINT_FORMS``) bound to ``curves`` of model sizes
-    ``sizes`` (one N per curve) and, optionally, their tokens per optimiser step."""
+    ``sizes`` (one N per curve) and, optionally, their tokens per optimiser step;
+    ``warmup_drop`` as for ``analysis.curves.multipower``."""
     if name not in JOINT_FORMS:
         raise CurveError(f"unknown joint curve law {name!r}; valid: {sorted(JOINT_FORMS)}")
     form = JOINT_FORMS[name]
@@ -309,7 +317,7 @@ def joint_law(
         )
     n_ref = float(np.exp(np.mean(np.log(distinct))))
     tps_g = np.array([t[0] for t in per_group])
-    base = multipower(curves, tol=tol)
+    base = multipower(curves, warmup_drop=warmup_drop)
     logs = form.logs
 
     def natural(theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -352,6 +360,7 @@ def joint_law(
         group=group,
         x=np.log(np.array(distinct) / n_ref),
         lt=np.log(tps_g / np.exp(np.mean(np.log(tps_g)))),
+        start_stride=int(getattr(base, "start_stride", 1)),
     )
     return law
 
@@ -365,22 +374,29 @@ def start_from_sizes(law: JointLaw, per_size: Mapping[float, np.ndarray]) -> np.
     converges in a fraction of the evaluations.
     """
     sizes = sorted(set(law.sizes))
-    missing = [n for n in sizes if n not in per_size]
-    if missing:
-        raise CurveError(f"no per-size fit for N = {missing}; have {sorted(per_size)}")
-    target = np.array([np.asarray(per_size[n], float) for n in sizes])  # (G, 7)
+    if len(per_size) < 2:
+        raise CurveError(
+            f"a joint start needs per-size fits of >= 2 sizes; have {sorted(per_size)}"
+        )
+    unknown = [n for n in per_size if n not in sizes]
+    if unknown:
+        raise CurveError(f"per-size fits of N = {unknown}, not a size of the law's {sizes}")
+    sizes = [n for n in sizes if n in per_size]
+    group = [sorted(set(law.sizes)).index(n) for n in sizes]
+    # A size's own fit may run off along a flat direction (L0 -> 0 with a flat power law on a
+    # short curve); the start only has to be in the right basin, so each value is kept in
+    # the box the laws' grids span.
+    target = np.clip(np.array([np.asarray(per_size[n], float) for n in sizes]), *_BOX)
     form, p = law.form, len(law.params)
     if form.name == "multipower_chinchilla":
         l0 = np.exp(target[:, _MPL["l0"]])
         e = 0.8 * l0.min()  # a floor below every size's L0; the fit moves it
-        slope, icept = np.polyfit(law.x, np.log(l0 - e), 1)
+        slope, icept = np.polyfit(law.x[group], np.log(l0 - e), 1)
         shared = target.mean(axis=0)
         theta = np.array([np.log(e), icept, -slope, *(shared[_MPL[q]] for q in law.params[3:])])
         return theta
     # linear forms: mpl_g = M_g theta, stacked over sizes and solved in least squares
-    rows = [
-        form.to_mpl(np.zeros((1, p)), float(x), float(lt))[1][0] for x, lt in zip(law.x, law.lt)
-    ]
+    rows = [form.to_mpl(np.zeros((1, p)), float(law.x[g]), float(law.lt[g]))[1][0] for g in group]
     theta, *_ = np.linalg.lstsq(np.vstack(rows), target.ravel(), rcond=None)
     return theta
 
