@@ -107,6 +107,11 @@ def _schema() -> tuple[dict[str, Any], frozenset[str]]:
     return _flat(tree, frozenset(typed)), frozenset(typed)
 
 
+def schema_defaults() -> dict[str, Any]:
+    """The schema's default values by dotted key (what a config without the key means)."""
+    return dict(_schema()[0])
+
+
 def _semantic(c: dict[str, Any]) -> dict[str, Any]:
     """A resolved config as dotted keys, less the keys that do not change what the run computes."""
     flat = _flat(c, _schema()[1])

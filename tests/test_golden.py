@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from scaling.store import schema_defaults
 from scaling.train import train
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_markov.json"
+DEFAULTS = Path(__file__).parent / "golden" / "schema_defaults.json"
 OVERRIDES = (
     "data=markov",
     "data.markov.n_tokens=200000",
@@ -53,3 +55,18 @@ def test_golden_loss_curve(tiny_cfg) -> None:
             # fp32 CPU kernels may differ in the last bits between machines; 2e-3 nats is far
             # below any real change (a different seed moves these by > 1e-2)
             assert curve[key][step] == pytest.approx(v, abs=2e-3), (key, step)
+
+
+def test_schema_defaults_only_grow() -> None:
+    """The config hash leaves out values at their schema default (docs/formats.md, the migration
+    rule), so an old run means what its default meant: a default may be added, never changed or
+    removed. After adding settings, regenerate with SCALING_UPDATE_GOLDEN=1."""
+    now = schema_defaults()
+    if os.environ.get("SCALING_UPDATE_GOLDEN"):
+        DEFAULTS.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    stored = json.loads(DEFAULTS.read_text())
+    changed = {k: (v, now.get(k, "(removed)")) for k, v in stored.items() if now.get(k, k) != v}
+    assert not changed, (
+        f"schema defaults changed {changed}: old runs' hashes would now mean the new default; "
+        "give the new behaviour a new value or setting instead"
+    )

@@ -322,9 +322,13 @@ def implausible_source(folder):
     return folder / "runs.csv"
 
 
+@pytest.mark.slow
 def test_implausible_approach3_fit_is_skipped_with_a_note(tmp_path, capsys):
     """Issue 17 item 10b: alpha <= 0 gives N_coef null in fit.json; the compute-optimal and
-    surface figures draw everything else and say why approach 3's lines are missing."""
+    surface figures draw everything else and say why approach 3's lines are missing. (The fit
+    of an implausible law is slow; fast twins: the fuzz case fitjson-a3-alpha-negative draws
+    such a fit.json, test_cli_fit's test_implausible_exponents_are_flagged_and_readable fits
+    one.)"""
     out = tmp_path / "out"
     run_fit(implausible_source(tmp_path / "src"), out, FitConfig(bootstrap=0, grid=300), quiet=True)
     a3 = FitReport.load(out).approach3
