@@ -94,9 +94,9 @@ class FitConfig:
     curve_decay: float = 0.999
     """Curve laws: Tissue's momentum factor lambda of the annealing area, in [0, 1)."""
     curve_warmup_drop: bool = True
-    """Curve laws: the loss-drop sums count every LR change from step 1, the warmup's rises as
-    negative drops, as the multi-power-law paper's code does (its reported parameters give its
-    reported scores only so); false: only the changes after the peak."""
+    """Multi-power law: its loss drop sums every LR change from step 1, the warmup's rises as
+    negative drops, as the paper's code does (the paper's parameters give its reported scores
+    only so); false: only the changes after the peak."""
     curve_block: int = 10
     """Curve laws: consecutive logged steps of one curve resampled together by the bootstrap."""
     budget_tol_dex: float = 0.05
