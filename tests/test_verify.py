@@ -334,3 +334,24 @@ def test_real_verification_trains_the_predicted_run(tmp_path, data_cache) -> Non
     again = verify(out, runs, 3 * 4e10, overrides=tiny, log=lambda s: None)
     assert again.observed == v.observed and summary_path.stat().st_mtime_ns == stamp
     print(markdown_report(FitReport.load(out)).split("## Verification")[1][:600])
+
+
+@pytest.mark.slow
+def test_wandb_analysis_run_carries_the_verification(results, fake, tmp_path, monkeypatch) -> None:
+    """The W&B analysis run (offline) has the verification numbers in its summary and a table."""
+    from test_wandb_log import read_flushed
+
+    from analysis.wandb_log import log_analysis
+
+    for key, value in (("WANDB_MODE", "offline"), ("WANDB_SILENT", "true"),
+                       ("WANDB_DISABLE_GIT", "true"), ("WANDB_DIR", str(tmp_path))):  # fmt: skip
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    v = verify(results, tmp_path / "runs", 5 * BUDGETS[-1], seeds=2, log=lambda s: None)
+    logged = read_flushed(log_analysis(results, project="scaling-test", group="verify-test"))
+    s = logged["summary"]
+    assert s["verification/observed"] == pytest.approx(v.observed)
+    assert (s["verification/predicted_lo"], s["verification/predicted_hi"]) == tuple(v.predicted.ci)
+    assert s["verification/inside_interval"] == v.inside_interval and s["verification/seeds"] == 2
+    (row,) = logged["history"].to_dict("records")
+    assert row["verification._type"] == "table-file" and row["verification.nrows"] == 1
