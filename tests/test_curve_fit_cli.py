@@ -6,8 +6,11 @@ input with one line (exit 2) before fitting."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 from conftest import TINY, compose_train
 
 from analysis.cli import main
-from analysis.curve_fit import run_curve, store_curves
+from analysis.curve_fit import CurveSet, fit_curves, run_curve, store_curves
 from analysis.curves import (
     WSD,
     Constant,
@@ -28,6 +31,7 @@ from analysis.curves import (
     multipower,
     multipower_reference,
 )
+from analysis.fitconfig import FitConfig
 from analysis.results import FitReport
 from contract import read_summary
 from contract.schedule import parse_spec, trainer_schedule
@@ -241,3 +245,59 @@ def test_bad_input_is_one_line_and_exit_2_before_fitting(case, tmp_path, capsys,
 def test_several_sources_need_a_curve_law(tmp_path, capsys):
     assert main(["a.csv", "b.csv", "--out", str(tmp_path / "o")]) == 2
     assert "give one (several only as curve files" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- our own runs
+
+ROOT = Path(__file__).resolve().parents[1]
+# Two sizes, 250-750 steps of 256 tokens: the smallest grid where a WSD run, its cooldowns and
+# cosine runs of three lengths still differ by more than the law's error
+TINY_CURVES = (
+    "sweep.sizes=[10k,20k]",
+    "sweep.tokens=[64000,128000,192000]",
+    "model.seq_len=32",
+    "train.eval_tokens=2048",
+    "schedule.warmup_max=37",  # 5% of the longest run, the same in every run
+    "data.max_bytes=300000",
+    "logger.wandb.mode=disabled",
+    "trainer.num_threads=1",
+    "trainer.progress_every_s=0",
+)
+
+
+@pytest.mark.slow
+def test_wsd_sweep_predicts_cosine_runs_final_loss(tmp_path, data_cache):
+    """Issue 12's own-runs check at the smallest scale: the real trainer runs the wsd_curves
+    and cosine_curves sweeps (2 sizes); the multi-power law fitted on each size's WSD run and
+    cooldown branches alone predicts the cosine runs' final validation loss, for less compute
+    than the cosine grid took."""
+    for sweep in ("wsd_curves", "cosine_curves"):
+        cmd = [sys.executable, "-m", "scaling.train", "-m", f"+sweep={sweep}", *TINY_CURVES]
+        cmd += [f"runs_dir={tmp_path}", f"data.cache_dir={data_cache}"]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0 and "completed 6 / diverged 0" in done.stdout, done.stdout
+    wsd, cos = store_curves(tmp_path / "wsd_curves"), store_curves(tmp_path / "cosine_curves")
+    assert len(wsd.curves) == len(cos.curves) == 6
+    errors = []
+    for label in ("10k", "20k"):
+        mine = [c for c, s in zip(wsd.curves, wsd.size_labels) if s == label] + [
+            dataclasses.replace(c, name=f"cos/{c.name}")
+            for c, s in zip(cos.curves, cos.size_labels)
+            if s == label
+        ]
+        held = [c.name for c in mine if c.name.startswith("cos/")]
+        cset = CurveSet(mine, wsd.make, [])
+        config = FitConfig(law="multipower", bootstrap=0, held_out_curves=held)
+        _, rows = fit_curves(cset, config)
+        last = rows[rows["kind"] == "held_out"].groupby("curve").tail(1)
+        errors += list(np.abs(last["predicted"] / last["loss"] - 1))
+    assert len(errors) == 6 and np.mean(errors) < 0.02, errors
+    flops = {}
+    for sweep in ("wsd_curves", "cosine_curves"):
+        total = 0.0
+        for path in (tmp_path / sweep).glob("*/summary.json"):
+            s = read_summary(path)
+            start = int(Path(s.init_from).stem.removeprefix("step")) if s.init_from else 0
+            total += (s.steps - start) * s.batch_size * s.seq_len * s.flops_per_token["chinchilla"]
+        flops[sweep] = total
+    assert flops["wsd_curves"] < 0.7 * flops["cosine_curves"]
