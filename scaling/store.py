@@ -23,6 +23,7 @@ from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from contract import (
@@ -32,6 +33,7 @@ from contract import (
     read_summary,
     write_summary,
 )
+from scaling.config import Config
 
 # Keys that change how a run is watched or where it runs, not what it computes: a relaunch that
 # differs only in these is the same run (skip / resume), anything else is a different run. The
@@ -90,8 +92,6 @@ def _flat(tree: dict[str, Any], typed: frozenset[str], prefix: str = "") -> dict
 @functools.cache
 def _schema() -> tuple[dict[str, Any], frozenset[str]]:
     """The schema's defaults as dotted keys (MISSING as "???"), and its dataclass nodes."""
-    from scaling.config import Config  # config.py registers Hydra's ConfigStore on import
-
     schema = OmegaConf.structured(Config)
     typed: set[str] = set()
 
@@ -152,7 +152,7 @@ def config_differences(stored: Path, cfg: DictConfig) -> list[str]:
     """
     try:
         old = OmegaConf.load(stored)
-    except (OSError, ValueError) as e:  # a missing file, a YAML error (both ValueErrors)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         return [f"{stored} cannot be read ({type(e).__name__})"]
     if not isinstance(old, DictConfig):
         return [f"{stored} is not a mapping"]

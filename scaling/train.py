@@ -191,24 +191,24 @@ def plan_run(cfg: DictConfig) -> Plan:
     )
 
 
-def same_run(plan: Plan, stored_hash: str | None) -> bool:
-    """Whether the run folder's record (its summary's hash, its config.yaml) is this run.
+def config_changes(plan: Plan, stored_hash: str | None) -> list[str]:
+    """How this config differs from the run its folder holds ([]: the same run, skip or resume).
 
-    Equal hashes are; otherwise the stored config.yaml is compared with this config and a run
-    stored before a setting existed (or under the older hash rule) is the same run when the
-    only differences are settings it lacks whose value here is the default (docs/formats.md).
-    The sweep's plan and the launch both decide through this.
+    Equal hashes are the same run; otherwise the stored config.yaml is compared with this
+    config, and a run stored before a setting existed (or under the older hash rule) is the same
+    run when the only differences are settings it lacks whose value here is the default
+    (docs/formats.md). The sweep's plan and the launch both decide through this.
     """
     if stored_hash is None or stored_hash == plan.config_hash:
-        return True
-    if config_differences(plan.store.config_path, plan.cfg):
-        return False
+        return []
+    if changes := config_differences(plan.store.config_path, plan.cfg):
+        return changes
     print(
         f"[{plan.run_name}] stored config hash {stored_hash} != {plan.config_hash}, but the "
         "stored config differs only by settings added since, at their defaults: the same run",
         file=sys.stderr,
     )
-    return True
+    return []
 
 
 def make_wandb_logger(plan: Plan, cfg: DictConfig) -> Any:
@@ -323,12 +323,12 @@ def decide(plan: Plan) -> RunSummary | _Start:
         prev = store.read_summary()
     except SummaryError as e:
         raise SummaryError(e.path, f"{e.reason}; move the run folder aside to rerun it") from None
-    if prev is not None and not same_run(plan, prev.config_hash):
+    if prev is not None and (changes := config_changes(plan, prev.config_hash)):
         if prev.status is not Status.FAILED:
             raise ConfigError(
                 f"{store.root} already holds a run ({prev.status.value}) with a different "
-                f"config ({prev.config_hash} != {plan.config_hash}); choose another "
-                "experiment= or run_name=, or move that folder aside"
+                f"config ({'; '.join(changes[:3])}); choose another experiment= or run_name=, "
+                "or move that folder aside"
             )
         # a failed run relaunched with a corrected config (a precision, a batch that fits in
         # memory): keep the failed record beside it, start afresh

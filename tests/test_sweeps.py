@@ -170,7 +170,7 @@ def test_budget_typo_is_an_error_not_a_dropped_run(data_cache, tmp_path) -> None
 
 
 def test_plan_accepts_a_run_stored_before_a_setting_existed(data_cache, tmp_path) -> None:
-    """The plan decides like the launch (scaling.train.same_run): an old run store whose config
+    """The plan decides like the launch (scaling.train.config_changes): an old run store whose config
     lacks only settings at their defaults is the same run; a changed value is refused."""
     args = ("data_ladder", "sweep.sizes=[10k]", "sweep.tokens=[1e5]")
     (run,) = plan_of(data_cache, tmp_path, *args).runs

@@ -19,7 +19,7 @@ from scaling.data import DataError
 from scaling.family import flops_per_token, param_counts
 from scaling.module import RunRecorder
 from scaling.store import config_differences, config_hash
-from scaling.train import Outcome, decide, new_summary, plan_run, same_run, train
+from scaling.train import Outcome, config_changes, decide, new_summary, plan_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,7 +216,7 @@ def _stored_under_old_rule(cfg, status: str = "completed", **changed):
 def test_run_stored_before_a_setting_existed_is_the_same_run(tiny_cfg, capsys) -> None:
     cfg = tiny_cfg("train.steps=10", "experiment=old")
     plan = _stored_under_old_rule(cfg)
-    assert same_run(plan, "sha256:old-rule-hash")
+    assert config_changes(plan, "sha256:old-rule-hash") == []
     got = decide(plan)
     assert got.status is Status.COMPLETED  # skipped, not retrained or refused
     assert "the same run" in capsys.readouterr().err
@@ -226,13 +226,12 @@ def test_changed_setting_against_an_old_store_is_refused(tiny_cfg) -> None:
     cfg = tiny_cfg("train.steps=10", "experiment=old")
     plan = _stored_under_old_rule(cfg, optim__lr=1e-3)
     assert config_differences(plan.store.config_path, cfg) == ["optim.lr: 0.001 -> 0.003"]
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different config \(optim.lr: 0.001 -> 0.003\)"):
         decide(plan)
     # a setting the old store lacks, set here to a non-default value, is a difference too
     cfg2 = tiny_cfg("train.steps=10", "experiment=old2", "model.dropout=0.1")
     plan2 = _stored_under_old_rule(cfg2)
-    assert config_differences(plan2.store.config_path, cfg2) == ["model.dropout: (absent) -> 0.1"]
-    assert not same_run(plan2, "sha256:old-rule-hash")
+    assert config_changes(plan2, "sha256:old-rule-hash") == ["model.dropout: (absent) -> 0.1"]
 
 
 def test_precision_typo_fails_at_composition(tiny_cfg) -> None:

@@ -13,7 +13,7 @@ from scaling.sweep.kinds import Planned, SweepKind, kind_of
 from scaling.sweep.launchers import launcher_kind, launcher_parallelism, thread_overrides
 from scaling.sweep.planner import Planner
 from scaling.sweep.runs import Candidate, PlannedRun, SweepPlan, as_overrides, read_state
-from scaling.train import Plan, same_run
+from scaling.train import Plan, config_changes
 
 
 def plan_sweep(
@@ -147,11 +147,12 @@ def _records(spec: SweepSpec, planned: list[Planned]) -> list[PlannedRun]:
             )
         seen[run.root] = " ".join(run.overrides)
         prev = run.state
-        if prev.status != Status.FAILED and not same_run(p, prev.config_hash):
-            # a failed one is moved aside and retried; a corrupt one is listed, not launched
+        # a failed one is moved aside and retried; a corrupt one is listed, not launched
+        if prev.status != Status.FAILED and (changes := config_changes(p, prev.config_hash)):
             errors.append(
-                f"{run.root} already holds a run ({prev.status}) with a different config; "
-                "choose another sweep.name= (experiment) or move that folder aside"
+                f"{run.root} already holds a run ({prev.status}) with a different config "
+                f"({'; '.join(changes[:3])}); choose another sweep.name= (experiment) or move "
+                "that folder aside"
             )
         runs.append(run)
     if errors:
