@@ -57,12 +57,15 @@ class FakeTrainer:
     def __init__(self, seed: int = 0, noise: float = NOISE) -> None:
         self.rng, self.noise, self.calls, self.truth = np.random.default_rng(seed), noise, [], None
 
-    def __call__(self, p, name, seed, log) -> TrainedRun:
+    def __call__(self, p, log) -> list[TrainedRun]:
         self.truth = float(true_loss(p.model.N, p.D))
-        self.calls.append(name)
-        log(f"TRAINING {name}")
-        loss = self.truth * math.exp(self.noise * self.rng.standard_normal())
-        return TrainedRun(name, Path("runs") / name, seed, loss, 3e-3)
+        self.calls += p.names
+        log(f"TRAINING {', '.join(p.names)}")
+        noise = np.exp(self.noise * self.rng.standard_normal(len(p.seeds)))
+        return [
+            TrainedRun(name, Path("runs") / name, seed, self.truth * e, 3e-3)
+            for name, seed, e in zip(p.names, p.seeds, noise)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +149,8 @@ def test_judge_widens_in_quadrature_at_the_coverage() -> None:
     p = verify_mod.Plan(
         method="approach3", C=1e15, model=model, D=10, steps=1, batch_size=1, seq_len=10,
         C_trained=1e15, extrapolation=5, lr=None, lr_note="", predicted=verify_mod.Estimate(
-            2.0, [1.9, 2.2]), interval="", ci=0.9, overrides=[], seeds=[0, 1], names=["a", "b"],
+            2.0, [1.9, 2.2]), interval="", ci=0.9, overrides=[], seeds=[0, 1], run_base="x",
+        names=["a", "b"],
     )  # fmt: skip
     runs = [TrainedRun("a", Path("a"), 0, 2.3, 1e-3), TrainedRun("b", Path("b"), 1, 2.5, 1e-3)]
     v = judge(p, runs)
@@ -307,7 +311,8 @@ SWEEP = (
 @pytest.mark.slow
 def test_real_verification_trains_the_predicted_run(tmp_path, data_cache) -> None:
     """A tiny real study on CPU (9 runs), its fit, then scaling-verify trains the predicted run
-    with the fitted runs' settings and records it; a rerun reuses the finished run."""
+    (2 seeds, in parallel by the joblib launcher) with the fitted runs' settings and records it;
+    a rerun reuses the finished runs."""
     runs = tmp_path / "runs"
     common = (f"runs_dir={runs}", f"data.cache_dir={data_cache}")
     cmd = [sys.executable, "-m", "scaling.train", "-m", *SWEEP, *common]
@@ -318,12 +323,14 @@ def test_real_verification_trains_the_predicted_run(tmp_path, data_cache) -> Non
 
     plot_all(out, fmt=("png",))
     lines: list[str] = []
-    tiny = ("logger.wandb.mode=disabled", "trainer.num_threads=1", "trainer.progress_every_s=0")
-    v = verify(out, runs, 3 * 4e10, overrides=tiny, log=lines.append)
+    tiny = ("logger.wandb.mode=disabled", "trainer.progress_every_s=0", "trainer.num_threads=1",
+            "hydra/launcher=local")  # fmt: skip
+    v = verify(out, runs, 3 * 4e10, seeds=2, overrides=tiny, log=lines.append)
     assert "PREDICTED final loss" in "\n".join(lines)
-    (run,) = v.runs
+    run, other = v.runs  # two seeds, trained in parallel by the joblib launcher
+    assert (run.seed, other.seed) == (0, 1) and run.loss != other.loss
     summary_path = Path(run.path) / "summary.json"
-    assert summary_path.is_file() and math.isfinite(v.observed) and v.observed == run.loss
+    assert summary_path.is_file() and math.isfinite(v.observed) and v.seed_std > 0
     cfg = (Path(run.path) / "config.yaml").read_text()
     assert "batch_size: 8" in cfg and "seq_len: 32" in cfg  # the fitted runs' settings
     assert not any("trained N" in n for n in v.notes)  # N and D as predicted
@@ -331,7 +338,7 @@ def test_real_verification_trains_the_predicted_run(tmp_path, data_cache) -> Non
     assert "## Verification" in (out / "report.md").read_text()
     assert (out / "figures" / "parity.png").is_file()
     stamp = summary_path.stat().st_mtime_ns
-    again = verify(out, runs, 3 * 4e10, overrides=tiny, log=lambda s: None)
+    again = verify(out, runs, 3 * 4e10, seeds=2, overrides=tiny, log=lambda s: None)
     assert again.observed == v.observed and summary_path.stat().st_mtime_ns == stamp
     print(markdown_report(FitReport.load(out)).split("## Verification")[1][:600])
 

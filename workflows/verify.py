@@ -4,8 +4,8 @@ From a results folder (``fit.json`` of `scaling-fit`, its ``runs.csv``) and a ta
 beyond the fitted budgets: choose the compute-optimal run as `scaling-suggest` does (the nearest
 family size or a new shape, D = C / (k N), the fitted runs' batch size, data, optimiser and
 schedule, or batch size and LR from ``hparams.json``), predict its final loss at the chosen
-(N, D) with a 90% interval and print it, train it through the real trainer (one child process
-per seed), and record predicted against observed loss as fit.json's ``verification`` section,
+(N, D) with a 90% interval and print it, train it through the real trainer (one Hydra multirun
+over the seeds in a child process, so any launcher can run them), and record predicted against observed loss as fit.json's ``verification`` section,
 in report.md and on the parity figure.
 
 The interval. Approach 3: the loss law's bootstrap, refitted from the fit's own runs with the
@@ -143,6 +143,8 @@ class Plan:
     """scaling-train overrides shared by every seed (the model, budget, copied settings)."""
     seeds: list[int]
     """train.seed of each run."""
+    run_base: str
+    """Run name without the seed."""
     names: list[str]
     """Run name of each seed."""
     notes: list[str] = field(default_factory=list)
@@ -308,8 +310,9 @@ def _folder(results: str | Path) -> Path:
     return results.parent if results.is_file() else results
 
 
-def _run_name(model: ModelChoice, c: float, seed: int) -> str:
-    return f"{model.name}-C{c:.3g}-seed{seed}".replace("+", "")
+def _run_base(model: ModelChoice, c: float) -> str:
+    """The run name without its seed: "{size}-C{compute}"."""
+    return f"{model.name}-C{c:.3g}".replace("+", "")
 
 
 def plan(
@@ -428,7 +431,8 @@ def plan(
         ci=report.config.ci,
         overrides=merged(shared, [f"experiment={experiment}", f"runs_dir={runs}"], overrides),
         seeds=seed_list,
-        names=[_run_name(model, compute, s) for s in seed_list],
+        run_base=_run_base(model, compute),
+        names=[f"{_run_base(model, compute)}-seed{s}" for s in seed_list],
         notes=notes,
     )
 
@@ -466,27 +470,36 @@ def plan_text(p: Plan) -> str:
     return "\n".join(lines)
 
 
-def run_training(p: Plan, name: str, seed: int, log: Callable[[str], None]) -> TrainedRun:
-    """Train (or reuse) one seed of the plan with the real trainer in a child process (the
-    trainer skips a completed run of the same config); its record."""
-    args = [*p.overrides, f"run_name={name}", f"train.seed={seed}"]
-    log(" ".join(["scaling-train", *args]))
-    code = subprocess.run([sys.executable, "-m", "scaling.train", *args], check=False).returncode
+def run_training(p: Plan, log: Callable[[str], None]) -> list[TrainedRun]:
+    """Train (or reuse) every seed of the plan with the real trainer: one Hydra multirun in a
+    child process over train.seed, so any launcher runs them (``hydra/launcher=local``: two in
+    parallel); the trainer skips a completed run of the same config. Their records."""
+    seeds = ",".join(map(str, p.seeds))
+    # ${train.seed} is resolved per job: each seed gets its own run folder
+    args = merged(
+        [f"run_name={p.run_base}-seed${{train.seed}}", f"train.seed={seeds}"], p.overrides
+    )
+    log(" ".join(["scaling-train", "-m", *args]))
+    cmd = [sys.executable, "-m", "scaling.train", "-m", *args]
+    code = subprocess.run(cmd, check=False).returncode
     kv = dict(a.split("=", 1) for a in args if "=" in a)
-    path = Path(kv["runs_dir"]) / kv["experiment"] / name
-    try:
-        summary = read_summary(path / "summary.json")
-    except SummaryError as err:
-        raise VerifyError(f"verification run {path} left no readable record: {err}") from None
-    if code != 0 or summary is None or summary.final_val_loss is None:
-        state = "no summary.json" if summary is None else summary.status.value
-        why = "" if summary is None or not summary.error else f": {summary.error}"
-        raise VerifyError(
-            f"verification run {path} did not complete (exit {code}, {state}{why}); a rerun "
-            "resumes it"
-        )
-    loss, lr = float(summary.final_val_loss), float(summary.lr)
-    return TrainedRun(name, path, seed, loss, lr, int(summary.N), int(summary.D))
+    out = []
+    for name, seed in zip(p.names, p.seeds):
+        path = Path(kv["runs_dir"]) / kv["experiment"] / name
+        try:
+            summary = read_summary(path / "summary.json")
+        except SummaryError as err:
+            raise VerifyError(f"verification run {path} left no readable record: {err}") from None
+        if summary is None or summary.final_val_loss is None:
+            state = "no summary.json" if summary is None else summary.status.value
+            why = "" if summary is None or not summary.error else f": {summary.error}"
+            raise VerifyError(
+                f"verification run {path} did not complete (scaling-train exit {code}, "
+                f"{state}{why}); a rerun resumes it"
+            )
+        loss, lr = float(summary.final_val_loss), float(summary.lr)
+        out.append(TrainedRun(name, path, seed, loss, lr, int(summary.N), int(summary.D)))
+    return out
 
 
 def judge(p: Plan, trained: Sequence[TrainedRun]) -> Verification:
@@ -597,7 +610,7 @@ def verify(
         log=log,
     )
     log(plan_text(p))
-    trained = [run_training(p, name, seed, log) for name, seed in zip(p.names, p.seeds)]
+    trained = run_training(p, log)
     v = judge(p, trained)
     record(results, v)
     log(result_text(v))
