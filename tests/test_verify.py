@@ -362,3 +362,15 @@ def test_wandb_analysis_run_carries_the_verification(results, fake, tmp_path, mo
     assert s["verification/inside_interval"] == v.inside_interval and s["verification/seeds"] == 2
     (row,) = logged["history"].to_dict("records")
     assert row["verification._type"] == "table-file" and row["verification.nrows"] == 1
+
+
+def test_a_fit_without_bootstrap_verifies_without_a_verdict(results, fake, tmp_path) -> None:
+    report = FitReport.load(results)
+    report.config.bootstrap = 0
+    report.save(results / "fit.json")
+    v = verify(results, tmp_path / "runs", 5 * BUDGETS[-1], seeds=2, log=lambda s: None)
+    assert v.predicted.ci is None and v.inside_interval is None and v.judged_interval is None
+    assert "no interval to judge" in (results / "report.md").read_text()
+    assert FitReport.load(results).verification == v
+    fig = render("parity", load_results(results))
+    assert any(a.get_gid() == "runs:verification" for a in fig.axes[0].get_children())
