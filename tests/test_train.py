@@ -267,6 +267,8 @@ def test_wandb_offline_run_is_written_and_readable(tiny_cfg, tmp_path, monkeypat
     # grouped so the dashboard shows an experiment (a sweep) at a glance
     assert (rec["group"], rec["job_type"], rec["name"]) == ("wb", "train", "10k-S20")
     assert {"size:10k", "budget:S20"} <= set(rec["tags"])
+    # W&B is a complete view: the offline files alone give the run store's table and curves
+    assert_wandb_view_is_complete(run.parent, tmp_path / "offline", 1)
 
 
 def _logged_in_without_network(monkeypatch) -> None:
@@ -366,14 +368,34 @@ def test_peak_lr_per_size_table_and_rule(tiny_cfg) -> None:
     assert peak_lr(plan_run(tiny_cfg("train.steps=10", "optim.lr=2e-3")).conf, 10_000) == 2e-3
 
 
-def test_wandb_offline_files_alone_give_the_run_store_table(
-    tiny_cfg, tmp_path, monkeypatch
-) -> None:
-    """W&B is a complete view: collecting the offline .wandb files gives the run store's table."""
+def assert_wandb_view_is_complete(store: Path, offline: Path, n_runs: int) -> None:
+    """Collecting the offline .wandb files of `store`'s runs (copied to `offline`) gives the run
+    store's own runs and curves tables."""
     import shutil
+
+    from pandas.testing import assert_frame_equal
 
     from analysis.collect import collect
 
+    for d in store.glob("*/wandb/offline-run-*"):
+        shutil.copytree(d, offline / d.name)
+    cols = ["run", "N", "D", "C", "C_kaplan", "C_6n", "loss", "status"]
+    a = collect(store).runs.sort_values("run")[cols].reset_index(drop=True)
+    b = collect(offline).runs.sort_values("run")[cols].reset_index(drop=True)
+    assert len(a) == n_runs
+    assert_frame_equal(a, b, check_dtype=False)
+    keys = ["run", "step", "tokens", "C", "C_kaplan", "loss", "train_loss"]
+    ca, cb = (collect(p).curves.sort_values(["run", "step"])[keys] for p in (store, offline))
+    assert len(ca) >= 4 * n_runs  # the learning curves too, through contract.WANDB_KEYS
+    assert_frame_equal(ca.reset_index(drop=True), cb.reset_index(drop=True))
+
+
+@pytest.mark.slow
+def test_wandb_offline_files_alone_give_the_run_store_table(
+    tiny_cfg, tmp_path, monkeypatch
+) -> None:
+    """W&B is a complete view, for two runs of a sweep-like experiment (the fast suite checks
+    one run in test_wandb_offline_run_is_written_and_readable)."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     for size in ("10k", "20k"):
         train(
@@ -381,17 +403,4 @@ def test_wandb_offline_files_alone_give_the_run_store_table(
                 f"model={size}", "train.steps=15", "experiment=view", "logger.wandb.mode=offline"
             )
         )
-    store = Path(tiny_cfg().runs_dir) / "view"
-    offline = tmp_path / "offline"
-    for d in store.glob("*/wandb/offline-run-*"):
-        shutil.copytree(d, offline / d.name)
-    cols = ["run", "N", "D", "C", "C_kaplan", "C_6n", "loss", "status"]
-    a = collect(store).runs.sort_values("run")[cols].reset_index(drop=True)
-    b = collect(offline).runs.sort_values("run")[cols].reset_index(drop=True)
-    assert len(a) == 2
-    pd_testing = pytest.importorskip("pandas.testing")
-    pd_testing.assert_frame_equal(a, b, check_dtype=False)
-    keys = ["run", "step", "tokens", "C", "C_kaplan", "loss", "train_loss"]
-    ca, cb = (collect(p).curves.sort_values(["run", "step"])[keys] for p in (store, offline))
-    assert len(ca) >= 4  # the learning curves too, through contract.WANDB_KEYS
-    pd_testing.assert_frame_equal(ca.reset_index(drop=True), cb.reset_index(drop=True))
+    assert_wandb_view_is_complete(Path(tiny_cfg().runs_dir) / "view", tmp_path / "offline", 2)
