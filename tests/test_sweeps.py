@@ -212,11 +212,13 @@ def test_demo_sweep_takes_any_launcher() -> None:
 def test_every_shipped_sweep_plans(name, data_cache, tmp_path) -> None:
     """Each file in sweeps/ plans as shipped (its own sizes, budgets and batch)."""
     base_ov = (f"+sweep={name}", f"runs_dir={tmp_path}", f"data.cache_dir={data_cache}")
-    # a corpus cap that still holds the shipped train.eval_tokens in its validation split
-    base = compose_train(*base_ov, "data.max_bytes=2000000")
+    # a corpus cap whose validation split still holds the shipped train.eval_tokens (the demo's
+    # 65,536 need 512 windows of 129 tokens: 2% of 4 MB)
+    base_ov += ("data.max_bytes=4000000",)
+    base = compose_train(*base_ov)
     sp = plan_sweep(
         parse_spec(base.sweep),
-        lambda ov: compose_train(*base_ov, "data.max_bytes=2000000", *ov),
+        lambda ov: compose_train(*base_ov, *ov),
         list(SIZES),
         OmegaConf.create({}),
         base,
