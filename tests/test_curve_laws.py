@@ -28,7 +28,7 @@ from analysis.curves import (
     tissue,
     trainer_schedule,
 )
-from analysis.fit import Objective, bootstrap, fit, interval
+from analysis.fit import FitError, Objective, batched_lbfgs, bootstrap, fit, interval
 from scaling.config import CooldownShape, ScheduleConfig, ScheduleKind
 from scaling.module import lr_multiplier
 
@@ -194,6 +194,28 @@ def test_analytic_gradient_is_fits_gradient(make):
     np.testing.assert_allclose(g, num, rtol=1e-4, atol=1e-10)
 
 
+@pytest.mark.slow
+def test_levenberg_marquardt_from_strided_starts_reaches_the_lbfgs_optimum():
+    """fit on a law with a Jacobian: Gauss-Newton steps, starts on every 4th point, polish on
+    all; the same optimum as L-BFGS on all points with the complex-step gradient."""
+    curves = small_curves()
+    table = curve_table(curves)
+    law = multipower(curves)
+    truth = law.predict(law.from_natural(MPL_TRUE), cols_of(table))
+    table["loss"] = truth * np.exp(1e-3 * np.random.default_rng(1).standard_normal(truth.size))
+    starts = law.from_natural(MPL_TRUE)[None] + np.array(
+        [[0.1, -0.2, 0.1, 0.3, -0.3, 0.2, -0.1], [-0.1, 0.2, -0.05, -0.3, 0.3, -0.2, 0.1]]
+    )
+    strided = fit(law, table, starts=starts)
+    full = fit(law, table, starts=starts, stride=1)
+    obj = Objective(law, cols_of(table), table["loss"])
+    obj.value_jac = None  # L-BFGS on the complex-step gradient, as before the hook
+    _, f, _ = batched_lbfgs(obj, starts, ftol=1e-14, gtol=1e-14, maxiter=3000)
+    assert strided.objective == pytest.approx(f.min(), rel=1e-7)
+    assert full.objective == pytest.approx(strided.objective, rel=1e-9)
+    np.testing.assert_allclose(full.theta, strided.theta, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- synthetic
 
 
@@ -237,6 +259,15 @@ def test_synthetic_parameters_recovered_within_bootstrap_intervals(synthetic):
     for name, truth in TRUE_SYN.items():
         lo, hi = interval(nat[name], 0.99)
         assert lo <= truth <= hi, f"{name}: {truth} not in [{lo}, {hi}] (fit {result.params})"
+
+
+def test_bootstrap_passes_its_stopping_rule_to_the_optimiser(synthetic):
+    law, _, train, _, _, result = synthetic
+    # maxiter 0: no step, so every resample stays at the full-data optimum
+    boot = bootstrap(result, train, n=3, groups=block_groups(train, 5), n_warm=0, maxiter=0)
+    np.testing.assert_array_equal(boot, np.repeat(result.theta[None], 3, axis=0))
+    with pytest.raises(FitError, match="stride must be >= 1"):
+        fit(law, train, starts=result.theta[None], stride=0)
 
 
 def test_synthetic_unseen_schedule_predicted_within_the_noise(synthetic):
