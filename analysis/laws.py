@@ -501,6 +501,44 @@ def _data_constrained() -> Law:
     )
 
 
+def data_constrained_repeats(head: Mapping[str, float]) -> Law:
+    """The data-constrained law with its single-epoch coefficients held: stage 2 of its fit.
+
+    Muennighoff et al. fit the law in two stages (their appendix on the parametric fit): first
+    the Chinchilla law E + A/N^alpha + B/D^beta on the single-epoch runs (U = D, where
+    D' = D and N' = N), by Hoffmann et al.'s Huber loss on log residuals (delta 1e-3) with
+    L-BFGS from a grid; then, with E, A, B, alpha, beta held there, R_D* and R_N* alone on the
+    repeated-data runs, leaving out runs where more epochs or parameters raised the loss (the
+    form saturates; it cannot turn up). Fitting all seven at once lets the repeated runs pull
+    the single-epoch coefficients, and R_D* trades against B and beta. ``head`` holds E, A, B,
+    alpha and beta (stage 1's fitted chinchilla law, ``to_natural``); this law's parameters are
+    log R_D* and log R_N*, and its natural parameters are all seven.
+    """
+    base = _data_constrained()
+    fixed = base.from_natural({**head, "RD_star": 1.0, "RN_star": 1.0})[:5]
+
+    def full(theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta)  # complex under the complex step: the held head joins it
+        return np.concatenate([np.broadcast_to(fixed, (*theta.shape[:-1], 5)), theta], axis=-1)
+
+    held = ", ".join(f"{k} {float(head[k]):.4g}" for k in ("E", "A", "B", "alpha", "beta"))
+    return Law(
+        name="data_constrained_repeats",
+        formula=f"{base.formula}; single-epoch fit held: {held}",
+        params=("log_RD", "log_RN"),
+        variables=base.variables,
+        log_predict=lambda theta, cols: base.log_predict(full(theta), cols),
+        natural=lambda theta: base.natural(full(theta)),
+        from_natural=lambda p: base.from_natural(p)[5:],
+        grid={
+            "log_RD": tuple(np.log([2.0, 6.0, 20.0, 60.0])),
+            "log_RN": tuple(np.log([1.0, 5.0, 25.0])),
+        },
+        tex=base.tex,
+        natural_names=base.natural_names,
+    )
+
+
 LAWS: dict[str, Law] = {
     law.name: law
     for law in (
