@@ -4,13 +4,15 @@ From a results folder (``fit.json`` of `scaling-fit`, its ``runs.csv``) and a ta
 beyond the fitted budgets: choose the compute-optimal run as `scaling-suggest` does (the nearest
 family size or a new shape, D = C / (k N), the fitted runs' batch size, data, optimiser and
 schedule, or batch size and LR from ``hparams.json``), predict its final loss at the chosen
-(N, D) with a 90% interval and print it, train it through the real trainer (one Hydra multirun
-over the seeds in a child process, so any launcher can run them), and record predicted against observed loss as fit.json's ``verification`` section,
-in report.md and on the parity figure.
+(N, D) with a 90% interval and print it, train it through the real trainer (one Hydra
+multirun over the seeds in a child process, so any launcher can run them), and record predicted
+against observed loss as fit.json's ``verification`` section, in report.md and on the parity
+figure.
 
 The interval. Approach 3: the loss law's bootstrap, refitted from the fit's own runs with the
-stored `FitConfig` (the same resamples and seed, so the same intervals fit.json reports), each
-resample's law evaluated at (N, D): an interval for the expected loss of that run. Approaches
+stored `FitConfig` (the same resamples and seed, so the same intervals fit.json reports; a few
+seconds), each resample's law evaluated at (N, D): an interval for the expected loss of that
+run, not for one noisy run. Approaches
 2 and 1 have no law of (N, D): their compute-optimal losses (approach 2's IsoFLOP minima, approach
 1's envelope minima) are fitted as a power law in C and the run is taken to sit at the optimum;
 the interval is that line's Student-t confidence interval (n - 2 degrees of freedom) at the
