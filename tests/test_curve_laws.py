@@ -382,15 +382,17 @@ def test_paper_parameters_give_the_papers_scores(size):
     """The paper's code sums the loss drop over every LR change from step 1, the warmup's rises
     included (``warmup_drop``): only then do its parameters give its reported scores."""
     values, paper_r2, paper_mre = PAPER[size]
+    curves = [read_reference_curve(f) for f in sorted((REF / size).glob("*.csv"))]
+    held = [c.name for c in curves if c.name not in TRAIN]
     for warmup_drop in (True, False):
-        curves = [read_reference_curve(f) for f in sorted((REF / size).glob("*.csv"))]
-        law = multipower(curves, warmup_drop=warmup_drop)
-        table = curve_table(curves)
-        held = [c.name for c in curves if c.name not in TRAIN]
+        # without the warmup's term two short held-out curves are enough to show the misfit
+        names = held if warmup_drop else ["wsd_20000_24000", "wsdcon_3"]
+        some = [c for c in curves if c.name in names]
+        law = multipower(some, warmup_drop=warmup_drop)
         theta = law.from_natural(dict(zip(law.natural_names, values)))
-        scores = per_curve(law, theta, table, held)
-        r2 = np.mean([scores[n]["r2"] for n in held])
-        mre = np.mean([scores[n]["mean_rel_err"] for n in held])
+        scores = per_curve(law, theta, curve_table(some), names)
+        r2 = np.mean([scores[n]["r2"] for n in names])
+        mre = np.mean([scores[n]["mean_rel_err"] for n in names])
         if warmup_drop:
             assert r2 == pytest.approx(paper_r2, abs=5e-5)
             assert mre == pytest.approx(paper_mre, abs=5e-6)
