@@ -512,7 +512,9 @@ def data_constrained_repeats(head: Mapping[str, float]) -> Law:
     form saturates; it cannot turn up). Fitting all seven at once lets the repeated runs pull
     the single-epoch coefficients, and R_D* trades against B and beta. ``head`` holds E, A, B,
     alpha and beta (stage 1's fitted chinchilla law, ``to_natural``); this law's parameters are
-    log R_D* and log R_N*, and its natural parameters are all seven.
+    log R_D* and log R_N*, and its natural parameters are all seven. Stage 1 presumes its
+    single-epoch runs are not over-parameterised for their data (N <= N_opt(U), as on a
+    compute-optimal ladder): there N' < N, and the chinchilla head would absorb it.
     """
     base = _data_constrained()
     fixed = base.from_natural({**head, "RD_star": 1.0, "RN_star": 1.0})[:5]

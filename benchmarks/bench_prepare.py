@@ -7,8 +7,12 @@ Generates a JSONL corpus in a temporary folder (deleted afterwards), trains a by
 on a sample, then prints:
 - the tokenizer's ``encode_batch`` on one core (TOKENIZERS_PARALLELISM=false), on the first
   ``--ref-mb`` of documents: the reference rate;
-- ``scaling-prepare`` with that tokenizer.json on the same documents, with 1 worker and with all
-  cores: its rate per core as a share of the reference (target >= 80%) and the speed-up;
+- ``scaling-prepare`` with that tokenizer.json on the same documents (as JSONL: parsing, the
+  document-hash split, the workers' start-up, IPC and writing included), with 1 worker and with
+  ``--workers`` (default 2): its rate per core as a share of the reference (target >= 80%) and
+  the speed-up. The reference and each worker count are timed back to back in every repeat
+  (best of ``--repeats`` each), and every figure carries the machine's load average, so the
+  ratios hold on a shared machine whose load drifts;
 - ``scaling-prepare --tokenizer bpe`` (streamed BPE training, then every document) on the whole
   corpus: wall time and the peak resident memory of its process tree (target < 1 GB), sampled
   from /proc every 0.1 s (summed over processes, so shared pages count more than once).
@@ -169,14 +173,19 @@ def run_prepare(args: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, peak
 
 
-def best(fn: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` timed calls (the least disturbed by other load), in seconds."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def load() -> str:
+    """The machine's load average (1, 5, 15 min) and core count, printed with every figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and of the children it reaped) of one call."""
+    t0, c0 = time.perf_counter(), os.times()
+    fn()
+    c1 = os.times()
+    used = sum(getattr(c1, k) - getattr(c0, k) for k in ("user", "system", "children_user"))
+    return time.perf_counter() - t0, used + c1.children_system - c0.children_system
 
 
 def main() -> None:
@@ -185,9 +194,7 @@ def main() -> None:
     p.add_argument("--gb", type=float, default=0.2, help="size of the generated corpus")
     p.add_argument("--ref-mb", type=float, default=40, help="text for the throughput comparison")
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary")
-    p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="cores for the parallel run"
-    )
+    p.add_argument("--workers", type=int, default=2, help="workers of the parallel run")
     p.add_argument(
         "--full-tokenizer",
         default="bpe",
@@ -219,10 +226,11 @@ def main() -> None:
             ),
         )
         tok.save(str(work / "tok.json"))
-        ref = ref_bytes / best(lambda: tok.encode_batch(docs, add_special_tokens=False), a.repeats)
-        print(f"encode_batch, 1 core, {ref_bytes / 1e6:.0f} MB: {ref / 1e6:.2f} MB/s (reference)")
-        rates = {}
-        for w in sorted({1, a.workers}):
+        counts = sorted({1, a.workers})
+        runs: dict[str, Callable[[], object]] = {
+            "ref": lambda: tok.encode_batch(docs, add_special_tokens=False)
+        }
+        for w in counts:
             settings = PrepareSettings(
                 inputs=[str(work / "ref.jsonl")],
                 out=str(work / f"ref-w{w}"),
@@ -231,12 +239,41 @@ def main() -> None:
                 progress=False,
             )
             # in this process: one worker runs inline, more are spawned (start-up included)
-            secs = best(lambda s=settings: (shutil.rmtree(s.out, True), prepare(s)), a.repeats)
-            rates[w] = ref_bytes / secs
+            runs[f"w{w}"] = lambda s=settings: (shutil.rmtree(s.out, True), prepare(s))
+        secs: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(a.repeats):  # interleaved: each repeat times every run back to back
+            for k, fn in runs.items():
+                wall, used = timed(fn)
+                secs[k].append(wall)
+                cpu[k].append(used)
+        ref = ref_bytes / min(secs["ref"])
+        print(
+            f"encode_batch, 1 core, {ref_bytes / 1e6:.0f} MB: {ref / 1e6:.2f} MB/s (reference) "
+            f"[{load()}]"
+        )
+        rates = {w: ref_bytes / min(secs[f"w{w}"]) for w in counts}
+        for w in counts:
             print(
                 f"scaling-prepare, {w} worker(s): {rates[w] / 1e6:.2f} MB/s = "
                 f"{rates[w] / w / ref:.0%} of encode_batch per core (target >= 80%), "
-                f"{rates[w] / rates[1]:.2f}x one worker (incl. worker start-up)"
+                f"{rates[w] / rates[1]:.2f}x one worker (incl. worker start-up) [{load()}]"
+            )
+        # the same ratios repeat by repeat: how much of the spread is the machine's load
+        for i in range(a.repeats):
+            r = ref_bytes / secs["ref"][i]
+            per_core = ", ".join(
+                f"{w} worker(s) {ref_bytes / secs[f'w{w}'][i] / w / r:.0%}" for w in counts
+            )
+            print(f"  repeat {i + 1}: reference {r / 1e6:.2f} MB/s; per core: {per_core}")
+        # CPU seconds (this process and its reaped workers) do not count time spent waiting for
+        # a core, so on a loaded machine they show the work per byte that wall time hides
+        ref_cpu = ref_bytes / min(cpu["ref"])
+        for w in counts:
+            rate = ref_bytes / min(cpu[f"w{w}"])
+            print(
+                f"  CPU time, {w} worker(s): {rate / 1e6:.2f} MB per CPU-second = {rate / ref_cpu:.0%} "
+                f"of encode_batch's {ref_cpu / 1e6:.2f} (all work, worker start-up included)"
             )
         secs, peak = run_prepare(
             [
@@ -254,7 +291,7 @@ def main() -> None:
         print(
             f"scaling-prepare --tokenizer {a.full_tokenizer}, {size / 1e9:.2f} GB, {a.workers} workers: "
             f"{secs:.0f} s ({size / secs / 1e6:.1f} MB/s), peak memory {peak / 1e9:.2f} GB "
-            f"= {peak / size:.2f}x the corpus (target < 1 GB)"
+            f"= {peak / size:.2f}x the corpus (target < 1 GB) [{load()}]"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -537,12 +537,13 @@ def _encode_chunk(docs: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, int]]
             tokens = flat.astype(_W["dtype"])
         else:
             enc = _W["tok"].encode_batch([d.decode() for d in part], add_special_tokens=False)
-            # one flat list and one conversion: a numpy array per document cost ~5% of encoding
-            ids = [e.ids + [eod] for e in enc]
-            lengths = np.asarray([len(i) for i in ids], dtype=np.int64)
-            tokens = np.fromiter(
-                itertools.chain.from_iterable(ids), _W["dtype"], int(lengths.sum())
-            )
+            # one conversion of all ids, the EODs inserted in C (~3% of the encoding's CPU time;
+            # an array per document, or a list copied per document for its EOD: 3-5%)
+            ids = [e.ids for e in enc]
+            n_ids = np.fromiter(map(len, ids), np.int64, len(ids))
+            flat = np.fromiter(itertools.chain.from_iterable(ids), _W["dtype"], int(n_ids.sum()))
+            tokens = np.insert(flat, np.cumsum(n_ids), eod)
+            lengths = n_ids + 1
         tokens[np.cumsum(lengths) - 1] = eod
         out.append((tokens, lengths, sum(map(len, part))))
     return out
