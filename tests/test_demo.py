@@ -82,8 +82,8 @@ def test_demo_fits_verifies_and_renders_what_its_sweep_left(tmp_path, monkeypatc
     write_run_store(runs, *synthetic())
     calls = []
 
-    def fake_verify(results, root, compute, overrides) -> None:
-        calls.append(compute)
+    def fake_verify(results, root, compute, overrides, method) -> None:
+        calls.append((compute, method))
         record(results, _verification(1.51, True))
 
     monkeypatch.setattr(demo, "run_sweep", lambda root, overrides: 0)
@@ -93,7 +93,8 @@ def test_demo_fits_verifies_and_renders_what_its_sweep_left(tmp_path, monkeypatc
     text = capsys.readouterr().out
     assert "Fitted law (approach 3, chinchilla)" in text and "approach2: N_opt ~ C^" in text
     report = FitReport.load(out / "fit.json")
-    assert calls == [pytest.approx(demo.VERIFY_FACTOR * max(b.C for b in report.approach2.budgets))]
+    c_max = max(b.C for b in report.approach2.budgets)
+    assert calls == [(pytest.approx(demo.VERIFY_FACTOR * c_max), "3")]  # the headline approach
     fit = json.loads((out / "fit.json").read_text())
     assert fit["config"]["bootstrap"] == 20
     assert (out / "figures" / "parity.png").exists() and (out / "report.md").exists()

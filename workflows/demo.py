@@ -99,13 +99,15 @@ def run_sweep(runs: str, overrides: Sequence[str]) -> int:
     return subprocess.run(cmd, check=False).returncode
 
 
-def run_verify(out: Path, runs: str, compute: float, overrides: Sequence[str]) -> None:
+def run_verify(
+    out: Path, runs: str, compute: float, overrides: Sequence[str], method: str = "auto"
+) -> None:
     """Train the run the fit predicts at `compute` (workflows/verify.py); fit.json records it.
 
     verify copies the fitted runs' data, optimiser, schedule and train settings, so the run is
     one more member of the family the fit describes; a rerun reuses the finished run.
     """
-    verify(out, runs, compute, experiment=VERIFY_EXPERIMENT, overrides=overrides)
+    verify(out, runs, compute, method=method, experiment=VERIFY_EXPERIMENT, overrides=overrides)
 
 
 def print_summary(report: FitReport) -> None:
@@ -148,16 +150,48 @@ class Exponent:
 NAMES = {1: "approach 1 (envelope)", 2: "approach 2 (IsoFLOP)", 3: "approach 3 (parametric)"}
 
 
-def exponents(report: FitReport) -> list[Exponent]:
-    """The approaches that produced an allocation with an interval, by number."""
-    out = []
+def exponents(report: FitReport) -> tuple[list[Exponent], dict[int, str]]:
+    """The approaches whose a is determined (0 < a < 1, an interval of positive width), and
+    why each other computed approach is not."""
+    out, undetermined = [], {}
     for i, res in report.approaches().items():
         alloc = res.allocation
-        if alloc is None or not alloc.a.finite or not alloc.a.ci:
+        if alloc is None:
+            undetermined[i] = res.error or "no allocation"
             continue
-        lo, hi = alloc.a.ci
+        lo, hi = alloc.a.ci or (math.nan, math.nan)
+        if i == 3 and (why := _law_degenerate(report)):
+            undetermined[i] = f"a = {alloc.a.value:.3f} [{lo:.3f}, {hi:.3f}]; {why}"
+            continue
+        if not (0 < alloc.a.value < 1 and hi - lo > 1e-3):
+            undetermined[i] = (
+                f"a = {alloc.a.value:.2f} [{lo:.2f}, {hi:.2f}], b = {alloc.b.value:.2f}: "
+                "degenerate (an optimum pinned to one size)"
+            )
+            continue
         out.append(Exponent(i, alloc.a.value, lo, hi, alloc.b.value))
-    return out
+    return out, undetermined
+
+
+ALPHA_BETA_MAX = 2.0
+"""Approach 3's exponents above this mean a term of the law vanished over the sampled range
+(language studies fit alpha, beta ~ 0.25-0.8): its a is not a measurement, whatever its interval."""
+
+
+def _law_degenerate(report: FitReport) -> str | None:
+    """Why approach 3's law cannot give a (None when it can)."""
+    a3 = report.approach3
+    if a3 is None or a3.fit is None:
+        return "no fit"
+    if why := a3.implausible():
+        return why
+    p = a3.fit.values()
+    if not all(math.isfinite(v) for v in p.values()):
+        return "a fitted parameter is not finite: " + approach3_line(a3.fit)
+    big = [f"{k} = {p[k]:.3g}" for k in ("alpha", "beta") if p[k] > ALPHA_BETA_MAX]
+    if big:
+        return f"{', '.join(big)} > {ALPHA_BETA_MAX:g}: that term of the law vanished"
+    return None
 
 
 def headline(exps: list[Exponent]) -> Exponent:
@@ -170,12 +204,18 @@ def agree(exps: list[Exponent]) -> bool:
     return all(e.lo <= f.hi and f.lo <= e.hi for e in exps for f in exps)
 
 
+def _sci(x: float) -> str:
+    """2 significant digits, exponent without '+' (2.4e12)."""
+    mant, _, exp = f"{x:.2g}".partition("e")
+    return f"{mant}e{int(exp)}" if exp else mant
+
+
 def _loss_table(runs: pd.DataFrame, report: FitReport) -> list[str]:
     """Final loss per budget (rows) and size (columns), each budget's lowest in bold."""
-    runs = runs[runs["exclusion_reason"].fillna("") == ""]
+    runs = runs[runs["exclusion_reason"] == ""]
     sizes = runs.drop_duplicates("size").sort_values("N")["size"].tolist()
     a2 = report.approach2
-    n_opt = {b.C: b.N_opt for b in a2.budgets} if a2 is not None else {}
+    n_opt = {b.C: b for b in a2.budgets} if a2 is not None else {}
     head = ["C (FLOPs)", *[f"`{s}`" for s in sizes], "N_opt (approach 2)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, rows in sorted(runs.groupby("budget"), key=lambda kv: kv[1]["C"].median()):
@@ -187,9 +227,10 @@ def _loss_table(runs: pd.DataFrame, report: FitReport) -> list[str]:
             for s in sizes
         ]  # fmt: skip
         c = rows["C"].median()
-        near = [v for k, v in n_opt.items() if abs(math.log10(k / c)) < 0.05]
-        n = f"{near[0]:.2g}" if near and math.isfinite(near[0]) else "-"
-        lines.append(f"| {c:.2g} | " + " | ".join(cells) + f" | {n} |")
+        near = [b for k, b in n_opt.items() if abs(math.log10(k / c)) < 0.05]
+        n = "-" if not near or not math.isfinite(near[0].N_opt) else _sci(near[0].N_opt)
+        n += " (edge)" if near and near[0].edge else ""
+        lines.append(f"| {_sci(c)} | " + " | ".join(cells) + f" | {n} |")
     return lines
 
 
@@ -197,7 +238,7 @@ def _verification_lines(report: FitReport) -> tuple[list[str], bool | None]:
     """The verification paragraph and whether it met the targets (None: no verification)."""
     v = report.verification
     if v is None:
-        return ["No verification run is recorded in this fit (`scaling-demo --no-verify`)."], None
+        return ["No verification run is recorded in this fit."], None
     lo, hi = v.predicted.ci or (math.nan, math.nan)
     ok = bool(v.inside_interval) and abs(v.rel_error) <= VERIFY_ERR_TARGET
     return [
@@ -219,15 +260,16 @@ def _fitted_budgets(report: FitReport) -> list[float]:
 def render_block(results: Path, figures: str = "docs/figures") -> str:
     """The README's demo block (markers included) from `results`' fit.json and runs.csv."""
     report = FitReport.load(results / "fit.json")
-    runs = pd.read_csv(results / "runs.csv", keep_default_na=False, na_values=[""])
-    exps = exponents(report)
+    runs = pd.read_csv(results / "runs.csv", dtype={"exclusion_reason": str}, keep_default_na=False)
+    exps, undetermined = exponents(report)
     lines = [
         README_BEGIN,
-        "<!-- generated by `scaling-demo --update-readme` from docs/demo/fit.json and "
-        "docs/demo/runs.csv; do not edit by hand -->",
+        "<!-- generated by `make readme` (scaling-demo --readme-only) from docs/demo/fit.json "
+        "and docs/demo/runs.csv; do not edit by hand -->",
         "",
         f"{report.n_fitted} fitted runs; final validation loss (nats/byte), each budget's "
-        "lowest in bold:",
+        "lowest in bold; N_opt of a budget whose minimum lies at the smallest or largest size "
+        "is marked (edge):",
         "",
         *_loss_table(runs, report),
         "",
@@ -239,6 +281,7 @@ def render_block(results: Path, figures: str = "docs/figures") -> str:
         f"{e.b:.2f} |"
         for e in exps
     ]
+    lines += [f"| {NAMES[i]} | not determined: {why} | | | |" for i, why in undetermined.items()]
     lines.append("")
     a3 = report.approach3
     if a3 is not None and a3.fit is not None:
@@ -251,9 +294,15 @@ def render_block(results: Path, figures: str = "docs/figures") -> str:
         lines += [
             f"Targets (issue 13): the headline exponent, {NAMES[h.approach]}'s a = {h.a:.2f}, "
             f"has a 90% interval {h.width:.2f} wide ({'met' if met else 'missed'}: "
-            f"<= {A_WIDTH_TARGET}); the {len(exps)} reported approaches "
-            f"{'agree' if agree(exps) else 'do not agree'} within their intervals "
-            "(every pair overlaps); the verification run "
+            f"<= {A_WIDTH_TARGET}); "
+            + (
+                "it is the only approach that determines a"
+                if len(exps) == 1
+                else f"the {len(exps)} reported approaches "
+                f"{'agree' if agree(exps) else 'do not agree'} within their intervals "
+                "(every pair of intervals overlaps)"
+            )
+            + "; the verification run "
             + {None: "was not trained.", True: "met its targets (inside the interval, within "
                f"{VERIFY_ERR_TARGET:.0%}).", False: "missed its targets (inside the interval, "
                f"within {VERIFY_ERR_TARGET:.0%})."}[v_ok],
@@ -311,13 +360,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
     report = run_fit(Path(args.runs) / "demo", args.out, FitConfig.load("demo", overrides))
 
+    exps, undetermined = exponents(report)
     if args.no_verify:
         _banner("3/5  verification: skipped (--no-verify)")
+    elif not exps:
+        # a degenerate law would choose its run at the edge of the family (the smallest size
+        # for 3x the compute: tens of thousands of steps) to test nothing
+        _banner("3/5  verification: skipped, no approach determines a")
+        for i, why in undetermined.items():
+            print(f"  approach {i}: {why}")
     else:
         compute = VERIFY_FACTOR * max(_fitted_budgets(report))
-        _banner(f"3/5  verification: the run the fit predicts at C = {compute:.3g} FLOPs")
+        _banner(
+            f"3/5  verification: the run approach {headline(exps).approach} predicts at "
+            f"C = {compute:.3g} FLOPs"
+        )
         try:
-            run_verify(args.out, args.runs, compute, args.overrides)
+            run_verify(args.out, args.runs, compute, args.overrides, str(headline(exps).approach))
         except VerifyError as err:  # the fit and figures still stand; the block says so
             print(f"scaling-demo: verification not recorded: {err}", file=sys.stderr)
         report = FitReport.load(args.out / "fit.json")
