@@ -239,15 +239,20 @@ def _verification_lines(report: FitReport) -> tuple[list[str], bool | None]:
     v = report.verification
     if v is None:
         return ["No verification run is recorded in this fit."], None
-    lo, hi = v.predicted.ci or (math.nan, math.nan)
     ok = bool(v.inside_interval) and abs(v.rel_error) <= VERIFY_ERR_TARGET
+    if v.predicted.ci:
+        lo, hi = v.predicted.ci
+        interval = f"[{lo:.3f}, {hi:.3f}] (90%)"
+    else:
+        interval = f"with no interval ({v.interval})"
+    verdict = {True: "inside the interval", False: "outside the interval", None: "not judged"}
     return [
         f"**Verification**, predicted before training: at C = {v.C:.3g} FLOPs "
         f"({v.extrapolation:.1f}x the largest fitted run) the fit ({v.method}) chose `{v.model}` "
         f"(N = {v.N:,}, D = {v.D:,}) and predicted a final loss of {v.predicted.value:.3f} "
-        f"[{lo:.3f}, {hi:.3f}] (90%); the run trained to **{v.observed:.3f}** (relative error "
+        f"{interval}; the run trained to **{v.observed:.3f}** (relative error "
         f"(predicted - observed) / observed = {v.rel_error:+.1%}), "
-        f"{'inside' if v.inside_interval else 'outside'} the interval.",
+        f"{verdict[v.inside_interval]}.",
     ], ok
 
 
