@@ -130,13 +130,16 @@ def main() -> None:
     unseen_size = [c.name for c, s in zip(wsd.curves, wsd.size_labels) if s == largest]
     unseen = predict_finals(both, names + unseen_size, args.joint) if args.joint else {}
 
+    # the reference: each cosine run guessed as its WSD twin's final loss (same size and D)
+    twin = {f"cosine/{c.name}": float(c.loss[-1]) for c in wsd.curves}
     print("\nfinal validation loss of the cosine runs, predicted from the WSD sweep alone")
     head = f"{'cosine run':<24} {'observed':>9} {args.law:>12} {'err':>7}"
     print(head + (f" {args.joint:>17} {'err':>7}" if joint else ""))
-    errs: dict[str, list[float]] = {"size": [], "joint": []}
+    errs: dict[str, list[float]] = {"size": [], "joint": [], "twin": []}
     for name in names:
         obs, pred = per_size[name]
         errs["size"].append(abs(pred / obs - 1))
+        errs["twin"].append(abs(twin[name] / obs - 1))
         line = f"{name:<24} {obs:>9.4f} {pred:>12.4f} {errs['size'][-1]:>7.2%}"
         if joint:
             errs["joint"].append(abs(joint[name][1] / obs - 1))
@@ -152,6 +155,7 @@ def main() -> None:
         ("size", f"{args.law} per size"),
         ("joint", args.joint),
         ("unseen", f"{args.joint}, {largest} never seen (its cosine runs)"),
+        ("twin", "reference: the WSD run of the same size and D"),
     ):
         if errs.get(key):
             e = np.array(errs[key])
