@@ -320,7 +320,7 @@ def run_curves_fit(
     quiet: bool = False,
     figure: bool = True,
 ) -> FitReport:
-    """Fit a law of whole loss curves (``config.law`` multipower or tissue) to the curves of a
+    """Fit a law of whole loss curves (``config.law`` a curve law: multipower, tissue or a joint form) to the curves of a
     run store or of curve files; write fit.json, report.md, curves.csv and the figure."""
     for source in sources:
         check_paths(source, out_dir)
@@ -431,14 +431,14 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="scaling-fit",
         description="Fit Chinchilla/Kaplan scaling laws to a run store, a W&B project or a CSV; "
-        "or, with --law multipower or tissue, a law of whole loss curves to its runs' curves.",
+        "or, with a curve law (--law multipower, tissue, multipower_joint, ...), a law of whole loss curves to its runs' curves.",
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument(
         "source",
         nargs="+",
         help="run-store folder, wandb:entity/project, W&B offline folder or CSV; with --law "
-        "multipower or tissue: a run-store folder or curve CSV files (step, lr, loss)",
+        "curve laws (multipower, tissue, multipower_joint, ...): a run-store folder or curve CSV files (step, lr, loss)",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(

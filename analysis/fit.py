@@ -331,7 +331,9 @@ def batched_lm(
         ok = np.isfinite(ft) & np.isfinite(gt).all(axis=1) & np.isfinite(ht).all(axis=(1, 2))
         ok &= np.isfinite(step).all(axis=1) & (ft < fa)
         acc = idx[ok]
-        ratio = np.where(ok, (fa - ft) / np.where(pred > 0, pred, np.inf), 0.0)
+        # a rejected step may carry inf/nan (fa - ft, pred): its ratio is never used
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            ratio = np.where(ok, (fa - ft) / np.where(pred > 0, pred, np.inf), 0.0)
         x[acc] += step[ok]
         f[acc], g[acc], h[acc] = ft[ok], gt[ok], ht[ok]
         lam[acc] *= np.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio[ok] - 1.0) ** 3)

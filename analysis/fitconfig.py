@@ -20,6 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import analysis.curve_joint  # noqa: F401  (registers the joint curve laws in CURVE_LAWS)
 from analysis.collect import CSV_TARGETS, CURVE_TARGETS, TARGETS
 from analysis.curves import CURVE_LAWS
 from analysis.laws import LAWS
@@ -46,7 +47,8 @@ class FitConfig:
     law: str = "chinchilla"
     """Parametric law of the fit, a name of the registry (analysis/laws.py); approach 3 needs
     chinchilla, any other law is fitted and reported as the law fit. multipower or tissue: a
-    law of whole loss curves (analysis/curves.py) fitted to each run's curve."""
+    law of whole loss curves (analysis/curves.py) fitted to each run's curve; multipower_joint
+    (and the other forms of analysis/curve_joint.py): one curve law across model sizes."""
     fit_on: str = "loss"
     """What the fit calls loss: 'loss' (validation nats per token) or 'bpb' (bits per byte of
     validation text, comparable across tokenizers; runs without a byte count are excluded)."""
