@@ -93,34 +93,44 @@ def test_bad_setting_refused_before_the_run_folder(
     _no_run_store(cfg)
 
 
-def _small_text(tmp_path: Path, n_bytes: int) -> Path:
-    path = tmp_path / "small.txt"
-    path.write_bytes((b"the quick brown fox jumps over the lazy dog\n" * 400)[:n_bytes])
+def _small_jsonl(tmp_path: Path, n_docs: int) -> Path:
+    path = tmp_path / "small.jsonl"
+    docs = (f'{{"text": "the quick brown fox jumps over the lazy dog {i}"}}' for i in range(n_docs))
+    path.write_text("\n".join(docs) + "\n")
     return path
 
 
-# (corpus bytes, regex): data.val_fraction=0.02 keeps the tail for validation
+# (documents, data.val_fraction, regex): the validation split is a hash-chosen share of documents
 SMALL_CORPORA = [
     (
-        200,
-        r"training split of the text corpus \(file .*small\.txt: .*\) has 196 tokens = 6 "
+        10,
+        0.5,
+        r"training split of the text corpus \(1 files: .*small\.jsonl\) has 230 tokens = 7 "
         r"windows of seq_len\+1=33; one batch of train\.batch_size=8 needs 8 windows \(257 "
-        r"tokens\); the largest batch that fits: train\.batch_size=6\.",
+        r"tokens\); the largest batch that fits: train\.batch_size=7\.",
     ),
     (
-        8000,
-        r"validation split of the text corpus .* has 160 tokens = 4 windows of "
-        r"seq_len\+1=33; train\.eval_tokens=512 needs 16 \(at most train\.eval_tokens=128 fits\)",
+        200,
+        0.02,
+        r"validation split of the text corpus \(1 files: .*small\.jsonl\) has 234 tokens = 7 "
+        r"windows of seq_len\+1=33; train\.eval_tokens=512 needs 16 \(at most "
+        r"train\.eval_tokens=224 fits\)",
     ),
 ]
 
 
-@pytest.mark.parametrize(("n_bytes", "match"), SMALL_CORPORA, ids=["train", "val"])
+@pytest.mark.parametrize(("n_docs", "val_fraction", "match"), SMALL_CORPORA, ids=["train", "val"])
 def test_corpus_too_small_refused_before_the_run_folder(
-    tiny_cfg: Callable[..., DictConfig], tmp_path: Path, n_bytes: int, match: str
+    tiny_cfg: Callable[..., DictConfig],
+    tmp_path: Path,
+    n_docs: int,
+    val_fraction: float,
+    match: str,
 ) -> None:
-    path = _small_text(tmp_path, n_bytes)
-    cfg = tiny_cfg("train.steps=3", "data=text", f"data.path={path}")
+    path = _small_jsonl(tmp_path, n_docs)
+    cfg = tiny_cfg(
+        "train.steps=3", "data=text", f"data.path={path}", f"data.val_fraction={val_fraction}"
+    )
     with pytest.raises(DataError, match=match):
         train(cfg)
     _no_run_store(cfg)
