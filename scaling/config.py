@@ -242,12 +242,14 @@ class DataConfig:
     """Which corpus to train on and how to tokenise it."""
 
     name: str = "stdlib"  # stdlib | markov | text
-    path: Optional[str] = None  # for name=text: a text file, a folder of text files, or .jsonl
-    jsonl_key: str = "text"  # field holding the text in each JSONL line
+    # for name=text: a text file, a folder, .jsonl(.gz) or parquet (prepared by scaling-prepare)
+    path: Optional[str] = None
+    jsonl_key: str = "text"  # field (JSONL) or column (parquet) holding each document's text
     tokenizer: Tokenizer = Tokenizer.byte
     bpe_vocab_size: int = 4096
     max_bytes: Optional[int] = None  # cap on raw corpus bytes (None: all; a cap is recorded)
-    val_fraction: float = 0.02  # held-out tail of the corpus, same for every run
+    # validation share: stdlib holds out the corpus's tail; text a hash-chosen share of documents
+    val_fraction: float = 0.02
     # cap the training split to its first U tokens (repeated-data runs; null: all of it)
     unique_tokens: Optional[int] = None
     cache_dir: str = ".cache/scaling"  # prepared token files, keyed by content hash
