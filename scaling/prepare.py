@@ -883,26 +883,12 @@ _OPTIONS = {
 
 def load_settings(name_or_path: str, overrides: dict[str, Any]) -> PrepareSettings:
     """A named setting (``conf/prepare/<name>.yaml``) or a YAML file, with overrides."""
-    import yaml  # see _arrow
+    from contract.settings import load_settings as load_named  # imports yaml: see _arrow
 
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
-        path = SETTINGS_DIR / f"{name_or_path}.yaml"
-    known = sorted(p.stem for p in SETTINGS_DIR.glob("*.yaml"))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise DataError(
-            f"prepare settings {name_or_path!r} cannot be read ({type(err).__name__}); give a "
-            f"named setting {known} or a .yaml file"
-        ) from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping of settings, got {data!r:.40}")
-    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    valid = [f.name for f in dataclasses.fields(PrepareSettings)]
-    unknown = sorted(set(merged) - set(valid))
-    if unknown:
-        raise DataError(f"{path}: unknown setting(s) {unknown}; valid: {valid}")
+    path, merged = load_named(
+        SETTINGS_DIR, name_or_path, [f.name for f in dataclasses.fields(PrepareSettings)],
+        overrides, what="prepare", error=DataError,
+    )  # fmt: skip
     missing = [k for k in ("inputs", "out") if not merged.get(k)]
     if missing:
         raise DataError(f"{path}: give {missing} (on the command line or in the settings file)")
