@@ -19,7 +19,7 @@ import pytest
 from conftest import TINY, compose_train
 
 from analysis.cli import main
-from analysis.curve_fit import CurveSet, fit_curves, run_curve, store_curves
+from analysis.curve_fit import CurveSet, fit_curves, run_curve, store_curves, tissue_decay
 from analysis.curves import (
     WSD,
     Constant,
@@ -142,6 +142,23 @@ def test_fit_on_a_run_store_writes_the_curves_section(wsd_store, tmp_path, capsy
     )
     assert data["per_curve"]["10k-S30"]["held_out"] and not data["per_curve"]["10k-S40"]["held_out"]
     assert (out / "figures" / "curve_law.png").is_file()
+
+
+def test_tissue_decay_of_a_run_store_scales_with_its_steps(wsd_store):
+    """On a run store Tissue's lambda has the momentum window curve_decay_window x the longest
+    run's steps (the paper's 0.999 is a 1000-step window, longer than these runs); curve files
+    and curve_decay_window=None keep curve_decay."""
+    cset = store_curves(wsd_store, "train_loss")
+    steps = max(c.lr.size for c in cset.curves)
+    decay = tissue_decay(cset, FitConfig(law="tissue", curve_decay_window=0.25))
+    assert steps == 40 and decay == pytest.approx(1 - 1 / (0.25 * steps))
+    assert tissue_decay(cset, FitConfig(law="tissue", curve_decay_window=None)) == 0.999
+    files = dataclasses.replace(
+        cset, curves=[dataclasses.replace(c, source="x.csv") for c in cset.curves]
+    )
+    assert tissue_decay(files, FitConfig(law="tissue")) == 0.999
+    with pytest.raises(ValueError, match="curve_decay_window = 0"):
+        FitConfig(curve_decay_window=0)
 
 
 # ----------------------------------------------------------------------------- synthetic truth
