@@ -174,8 +174,10 @@ class RunSummary:
     vocab_size: int
     """Vocabulary size of the tokenizer."""
     config_hash: str
-    """sha256 of the resolved config minus keys that only change how a run is watched; a
-    relaunch with the same hash skips or resumes this run, another hash is another run."""
+    """sha256 of the resolved values that differ from the schema defaults, minus the keys that
+    only change how a run is watched (docs/formats.md). A relaunch with the same hash skips or
+    resumes this run; a different hash is checked against config.yaml: a run stored before a
+    setting existed, with that setting now at its default, is the same run."""
     final_train_loss: float | None = None
     """Training loss (nats/token) over the last logging window; null until the run ends."""
     final_val_loss: float | None = None
