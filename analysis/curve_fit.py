@@ -282,17 +282,16 @@ def predicted_curve(spec: str, make: Callable[[str], np.ndarray]) -> Curve:
     return Curve(spec, lr, steps, np.full(steps.size, np.nan), f"--predict {spec}")
 
 
-def tissue_decay(cset: CurveSet, config: FitConfig) -> float:
-    """Tissue's lambda for these curves: ``curve_decay``, or on a run store (with
-    ``curve_decay_window``) the lambda whose momentum window 1/(1 - lambda) is that fraction of
-    the longest curve's steps. The paper's 0.999 (a 1000-step window) fits its runs of 10^4-10^5
-    steps; a cooldown of a few hundred steps would build up a fifth of that momentum by the end
-    of the run, so the annealing term barely moves where our runs are scored."""
+def tissue_window(cset: CurveSet, config: FitConfig) -> float:
+    """Tissue's momentum window on these curves as a fraction of each curve's steps (0: the
+    fixed ``curve_decay``): ``curve_decay_window`` on a run store, 0 for curve files. The
+    paper's 0.999 (a 1000-step window) fits its runs of 10^4-10^5 steps; a cooldown of a few
+    hundred steps would build up a fraction of that momentum by the end of the run, so the
+    annealing term would barely move where our runs are scored."""
     window = config.curve_decay_window
     if window is None or not cset.curves or not _is_store(cset):
-        return config.curve_decay
-    steps = max(c.lr.size for c in cset.curves)
-    return float(max(0.0, 1.0 - 1.0 / max(window * steps, 1.0)))
+        return 0.0
+    return float(window)
 
 
 def _is_store(cset: CurveSet) -> bool:
@@ -300,9 +299,9 @@ def _is_store(cset: CurveSet) -> bool:
     return Path(cset.curves[0].source).is_dir()
 
 
-def _law(config: FitConfig, curves: Sequence[Curve], decay: float) -> CurveLaw:
+def _law(config: FitConfig, curves: Sequence[Curve], window: float) -> CurveLaw:
     if config.law == "tissue":
-        return CURVE_LAWS["tissue"](curves, decay=decay)
+        return CURVE_LAWS["tissue"](curves, decay=config.curve_decay, decay_window=window)
     return CURVE_LAWS[config.law](curves, warmup_drop=config.curve_warmup_drop)
 
 
@@ -328,7 +327,7 @@ def _bind(cset: CurveSet, config: FitConfig) -> _Bound:
     observed = cset.curves
     if config.law not in JOINT_LAWS:
         predicted = [predicted_curve(spec, cset.make) for spec in config.predict]
-        law = _law(config, [*observed, *predicted], tissue_decay(cset, config))
+        law = _law(config, [*observed, *predicted], tissue_window(cset, config))
         return _Bound(law, predicted)
     sizes = cset.sizes or [None] * len(observed)
     unknown = [c for c, n in zip(observed, sizes) if n is None]
@@ -425,7 +424,8 @@ def fit_curves(cset: CurveSet, config: FitConfig) -> tuple[CurvesResult, pd.Data
         n_best=lf.n_best,
         n_points=lf.n_points,
         bootstrap_block=config.curve_block,
-        decay=tissue_decay(cset, config) if config.law == "tissue" else None,
+        # a lambda per curve (a run store's window) is in the formula instead
+        decay=config.curve_decay if config.law == "tissue" and not law.decay_window else None,
     )
     rows = _observed_rows(law, result, table, held)
     for i, curve in enumerate(predicted, start=len(observed) + 1):

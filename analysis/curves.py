@@ -332,8 +332,12 @@ def _plan_curve(curve: Curve, rows: np.ndarray, steps: np.ndarray, law: CurveLaw
             f"curve {curve.name!r}: lr changes to 0 at step {zero[0]}; the loss drop needs "
             f"lr > 0 at every change it sums (without warmup_drop it sums only after the peak)"
         )
-    # Tissue's momentum: m_i = decay m_{i-1} + diff_i, summed up to t
-    anneal = np.cumsum(lfilter([1.0], [1.0, -law.decay], diff))
+    # Tissue's momentum: m_i = decay m_{i-1} + diff_i, summed up to t; with a decay window,
+    # each curve's decay makes its window 1/(1 - decay) that fraction of its own steps
+    decay = law.decay
+    if law.decay_window > 0:
+        decay = 1.0 - 1.0 / max(law.decay_window * lr.size, 1.0)
+    anneal = np.cumsum(lfilter([1.0], [1.0, -decay], diff))
     plan = _CurvePlan(
         rows=rows,
         area=area[t],
@@ -548,6 +552,8 @@ class CurveLaw(Law):
 
     curves: tuple[Curve, ...] = ()
     decay: float = 0.999  # Tissue's momentum factor lambda (a setting, not fitted)
+    # > 0: Tissue's lambda per curve, 1 - 1/(decay_window x its steps), in place of decay
+    decay_window: float = 0.0
     tol: float = 0.0  # loss-drop compression tolerance (0: every change one by one)
     warmup_drop: bool = False  # the loss drop sums the warmup's changes too (see multipower)
     start_stride: int = 1  # fit runs the starts on every k-th logged step (see fit's stride)
@@ -722,17 +728,25 @@ def tissue(
     decay: float = 0.999,
     grid: Mapping[str, tuple[float, ...]] | None = None,
     warmup_drop: bool = False,
+    decay_window: float = 0.0,
 ) -> CurveLaw:
     """The LR-annealing law (Tissue et al. 2024) bound to ``curves``, momentum ``decay``;
-    ``warmup_drop``: the annealing area counts the warmup's rises (negative) too."""
+    ``warmup_drop``: the annealing area counts the warmup's rises (negative) too;
+    ``decay_window`` > 0: each curve's lambda instead makes its momentum window 1/(1 - lambda)
+    that fraction of the curve's own steps (1 - 1/(decay_window x T))."""
     if not 0 <= decay < 1:
         raise ValueError(f"tissue decay (lambda) must be in [0, 1), got {decay}")
+    if not decay_window >= 0:
+        raise ValueError(f"tissue decay_window must be >= 0 (0: use decay), got {decay_window}")
+    momentum = (
+        f", lambda = 1 - 1/({decay_window:g} T) for a curve of T steps" if decay_window > 0 else ""
+    )
     params = ("l0", "a", "alpha", "c")
     natural, from_natural, names = _log_coefs(params, ("l0", "a", "c"))
     law = CurveLaw(
         name="tissue",
         formula="L = L0 + A S1^-alpha - C S2, S2 = sum_i m_i, m_i = lambda m_{i-1} + "
-        "(eta_{i-1} - eta_i)",
+        f"(eta_{{i-1}} - eta_i){momentum}",
         params=params,
         variables=("curve", "step"),
         log_predict=lambda theta, cols: law._dual(theta, cols),
@@ -743,6 +757,7 @@ def tissue(
         natural_names=names,
         curves=tuple(curves),
         decay=float(decay),
+        decay_window=float(decay_window),
         warmup_drop=bool(warmup_drop),
         value_jac=_tissue_value_jac,
     )

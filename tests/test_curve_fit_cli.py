@@ -19,7 +19,7 @@ import pytest
 from conftest import TINY, compose_train
 
 from analysis.cli import main
-from analysis.curve_fit import CurveSet, fit_curves, run_curve, store_curves, tissue_decay
+from analysis.curve_fit import CurveSet, fit_curves, run_curve, store_curves, tissue_window
 from analysis.curves import (
     WSD,
     Constant,
@@ -30,6 +30,7 @@ from analysis.curves import (
     curve_table,
     multipower,
     multipower_reference,
+    tissue,
 )
 from analysis.fitconfig import FitConfig
 from analysis.results import FitReport
@@ -144,21 +145,27 @@ def test_fit_on_a_run_store_writes_the_curves_section(wsd_store, tmp_path, capsy
     assert (out / "figures" / "curve_law.png").is_file()
 
 
-def test_tissue_decay_of_a_run_store_scales_with_its_steps(wsd_store):
-    """On a run store Tissue's lambda has the momentum window curve_decay_window x the longest
-    run's steps (the paper's 0.999 is a 1000-step window, longer than these runs); curve files
-    and curve_decay_window=None keep curve_decay."""
+def test_tissue_momentum_window_of_a_run_store_scales_with_each_runs_steps(wsd_store):
+    """On a run store Tissue's lambda is per curve, its momentum window curve_decay_window x
+    the curve's steps (the paper's 0.999 is a 1000-step window, longer than these runs); curve
+    files and curve_decay_window=None keep curve_decay."""
     cset = store_curves(wsd_store, "train_loss")
-    steps = max(c.lr.size for c in cset.curves)
-    decay = tissue_decay(cset, FitConfig(law="tissue", curve_decay_window=0.25))
-    assert steps == 40 and decay == pytest.approx(1 - 1 / (0.25 * steps))
-    assert tissue_decay(cset, FitConfig(law="tissue", curve_decay_window=None)) == 0.999
-    files = dataclasses.replace(
-        cset, curves=[dataclasses.replace(c, source="x.csv") for c in cset.curves]
-    )
-    assert tissue_decay(files, FitConfig(law="tissue")) == 0.999
+    assert tissue_window(cset, FitConfig(law="tissue")) == 0.05
+    assert tissue_window(cset, FitConfig(law="tissue", curve_decay_window=None)) == 0
+    files = [dataclasses.replace(c, source="x.csv") for c in cset.curves]
+    assert tissue_window(dataclasses.replace(cset, curves=files), FitConfig(law="tissue")) == 0
     with pytest.raises(ValueError, match="curve_decay_window = 0"):
         FitConfig(curve_decay_window=0)
+    # each curve's lambda from its own steps: the 40-step run's 0.9, the 30-step branch's 0.8
+    theta = tissue(cset.curves).from_natural({"L0": 1.0, "A": 1.0, "alpha": 0.5, "C": 1.0})
+    windowed = tissue(cset.curves, decay_window=0.25)
+    for i, curve in enumerate(cset.curves, start=1):
+        cols = {"curve": np.full(curve.steps.size, float(i)), "step": curve.steps.astype(float)}
+        fixed = tissue(cset.curves, decay=1 - 1 / (0.25 * curve.lr.size))
+        np.testing.assert_allclose(windowed.predict(theta, cols), fixed.predict(theta, cols))
+        other = tissue(cset.curves, decay=0.999)
+        assert not np.allclose(windowed.predict(theta, cols), other.predict(theta, cols))
+    assert sorted(c.lr.size for c in cset.curves) == [30, 40]
 
 
 # ----------------------------------------------------------------------------- synthetic truth
