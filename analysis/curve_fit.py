@@ -6,8 +6,11 @@ of every optimiser step rebuilt from its recorded schedule (``config.yaml`` and 
 ``summary.json``) by ``contract.schedule.trainer_schedule``, the very function the
 trainer runs; the rebuilt LR is checked against every logged ``lr`` cell. A metrics row of
 step ``s`` (``s`` optimiser steps done) is the curve's point at step index ``s - 1``, the last
-step trained; rows before the end of the warmup are left out (the laws hold after it). A WSD cooldown branch (``init_from``) is one curve: the stable run's rows up to
-the branch point, then the branch's own.
+step trained; rows before the end of the warmup are left out (the laws hold after it).
+A WSD cooldown branch (``init_from``) is one curve: the stable run's rows up to the branch
+point, then the branch's own. Tissue's law on a run store takes each curve's momentum factor from
+its own length (``curve_decay_window``: window 1/(1 - lambda) = 0.05 T by default;
+``tissue_window``), curve files the fixed ``curve_decay``.
 
 The fit is ``analysis.fit.fit`` of a ``CurveLaw`` on the curves not held out; the bootstrap
 resamples blocks of consecutive logged steps (``analysis.curves.block_groups``). Every curve is

@@ -16,7 +16,9 @@ The MPL's loss drop sums every LR change from step 1 (``warmup_drop``, the defau
 warmup's rises enter as negative drops, as in the paper's code (github.com/thu-yao-01-luo/
 MultiPowerLaw, ``src/models.py``), and only so do the paper's fitted parameters give its
 reported held-out scores (tests/test_curve_laws.py); without it, only the changes after the
-peak. Tissue's annealing area counts the changes after the peak (``warmup_drop`` optional).
+peak. Tissue's annealing area counts the changes after the peak (``warmup_drop`` optional);
+its lambda is one setting, or per curve from a window that is a fraction of the curve's steps
+(``decay_window``: 1 - lambda = 1/(window T), what run stores use, see ``FitConfig``).
 Both sums run over every optimiser step: only steps where the LR changes contribute to LD,
 and ``S_k(t) = P(t) - P(k-1)`` from prefix sums, so the MPL is a (changes x logged steps)
 computation, evaluated at the logged steps only; the Tissue sums are parameter-free features.
