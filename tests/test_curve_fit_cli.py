@@ -296,8 +296,8 @@ TINY_CURVES = (
 @pytest.mark.slow
 def test_wsd_sweep_predicts_cosine_runs_final_loss(tmp_path, data_cache):
     """Issue 12's own-runs check at the smallest scale: the real trainer runs the wsd_curves
-    and cosine_curves sweeps (2 sizes); the multi-power law fitted on each size's WSD run and
-    cooldown branches alone predicts the cosine runs' final validation loss, for less compute
+    and cosine_curves sweeps (2 sizes); the multi-power and Tissue laws fitted on each size's WSD
+    run and cooldown branches alone predict the cosine runs' final validation loss, for less compute
     than the cosine grid took."""
     for sweep in ("wsd_curves", "cosine_curves"):
         cmd = [sys.executable, "-m", "scaling.train", "-m", f"+sweep={sweep}", *TINY_CURVES]
@@ -306,7 +306,7 @@ def test_wsd_sweep_predicts_cosine_runs_final_loss(tmp_path, data_cache):
         assert done.returncode == 0 and "completed 6 / diverged 0" in done.stdout, done.stdout
     wsd, cos = store_curves(tmp_path / "wsd_curves"), store_curves(tmp_path / "cosine_curves")
     assert len(wsd.curves) == len(cos.curves) == 6
-    errors = []
+    errors: dict[str, list[float]] = {"multipower": [], "tissue": []}
     for label in ("10k", "20k"):
         mine = [c for c, s in zip(wsd.curves, wsd.size_labels) if s == label] + [
             dataclasses.replace(c, name=f"cos/{c.name}")
@@ -315,14 +315,19 @@ def test_wsd_sweep_predicts_cosine_runs_final_loss(tmp_path, data_cache):
         ]
         held = [c.name for c in mine if c.name.startswith("cos/")]
         cset = CurveSet(mine, wsd.make, [])
-        config = FitConfig(law="multipower", bootstrap=0, held_out_curves=held)
-        _, rows = fit_curves(cset, config)
-        last = rows[rows["kind"] == "held_out"].groupby("curve").tail(1)
-        errors += list(np.abs(last["predicted"] / last["loss"] - 1))
-    # Measured: 2.9% mean (0.4%-5.9%), every prediction too low, as at 10k-50k in
-    # benchmarks/bench_curve_runs.py (3.9%); the issue's 1% is missed there too (README). This
-    # guards the whole path (real sweeps, exact LR, branches, fit, prediction) at that level.
-    assert len(errors) == 6 and np.mean(errors) < 0.05, errors
+        for law in errors:
+            config = FitConfig(law=law, bootstrap=0, held_out_curves=held)
+            _, rows = fit_curves(cset, config)
+            last = rows[rows["kind"] == "held_out"].groupby("curve").tail(1)
+            errors[law] += list(np.abs(last["predicted"] / last["loss"] - 1))
+    print({law: f"{np.mean(e):.2%} (max {np.max(e):.2%})" for law, e in errors.items()})
+    # Measured: multi-power 2.9% mean (max 5.9%), every prediction too low, as at 10k-50k in
+    # benchmarks/bench_curve_runs.py (3.9%); Tissue with the run-store momentum window (0.05 x
+    # each run's steps) 4.8% (max 6.7%), every prediction too high, where at 10k-50k it meets
+    # the issue's 1% (0.83%): these 188-563-step runs of 32-token sequences are far noisier
+    # (the WSD-twin guess is off by 2.3% here, 1.2% there). This guards the whole path (real
+    # sweeps, exact LR, branches, per-run lambda, fit, prediction) at that level.
+    assert np.mean(errors["multipower"]) < 0.05 and np.mean(errors["tissue"]) < 0.07, errors
     flops = {}
     for sweep in ("wsd_curves", "cosine_curves"):
         total = 0.0
