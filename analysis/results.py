@@ -274,7 +274,8 @@ class Approach3Result:
         if self.fit is None:
             return None
         p = self.fit.values()
-        bad = [f"{n} = {p[n]:.4g}" for n in ("alpha", "beta") if not p[n] > 0]
+        bad = [f"{n} = {v:.4g}" for n, v in p.items() if not math.isfinite(v)]
+        bad += [f"{n} = {p[n]:.4g}" for n in ("alpha", "beta") if not p[n] > 0 and n not in bad]
         a = self.fit.derived.get("a")
         if not bad and a is not None and not 0 <= a.value <= 1:
             bad.append(f"a = beta/(alpha+beta) = {a.value:.4g} outside [0, 1]")

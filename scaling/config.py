@@ -556,13 +556,14 @@ class SweepSpec:
     name: str = "sweep"
     """W&B group and runs/<name>/ (the sweep files set experiment=name)."""
     kind: str = "isoflop"
-    """The registered sweep kind: isoflop, size_ladder, data_ladder, wsd, lr, lr_bs or repeat."""
+    """The registered sweep kind: isoflop, wsd_isoflop, size_ladder, data_ladder, wsd, lr, lr_bs or
+    repeat."""
     plan: bool = False
     """Print the runs, total FLOPs and estimated wall time; launch nothing."""
     sizes: list[str] = field(default_factory=list)
     """Model sizes (conf/model/<size>.yaml)."""
     budgets: list[float] = field(default_factory=list)
-    """isoflop: compute budgets C."""
+    """isoflop, wsd_isoflop: compute budgets C."""
     multiples: list[float] = field(default_factory=list)
     """size_ladder: tokens = k x C (Chinchilla multiples)."""
     tokens: list[Any] = field(default_factory=list)

@@ -112,9 +112,10 @@ def test_demo_fits_verifies_and_renders_what_its_sweep_left(tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, data_cache) -> None:
-    """`make demo`'s job: the demo sweep (joblib, 2 jobs), the fit, the verification run, the
-    figures, the W&B view, the README block; every IsoFLOP profile has its minimum inside; a
-    second demo trains nothing new."""
+    """`make demo`'s job without its verification run (tests/test_verify.py trains one for real;
+    CI's time is bounded): the demo sweep (joblib, 2 jobs), the fit, the figures, the W&B view,
+    the README block; every IsoFLOP profile has its minimum inside; a second demo trains nothing
+    new."""
     runs, out = tmp_path / "runs", tmp_path / "results"
     cmd = [
         str(Path(sys.executable).parent / "scaling-demo"),
@@ -124,6 +125,7 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
         str(out),
         "--bootstrap",
         "200",
+        "--no-verify",
         "trainer.progress_every_s=0",
     ]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -142,9 +144,7 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     assert a3 and a3.allocation and a3.fit and 0 < a3.allocation.a.value < 1
     assert report.approach2 and report.approach2.budgets
     assert not any(b.edge for b in report.approach2.budgets)  # every profile has its minimum
-    v = report.verification
-    assert v is not None and v.extrapolation >= demo.VERIFY_FACTOR * 0.99
-    assert v.runs and (Path(v.runs[0].path) / "summary.json").exists()
+    assert report.verification is None
     for name in ("learning_curves", "isoflop", "compute_optimal", "surface", "parity"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     assert (out / "report.md").exists() and (out / "table.tex").exists()
@@ -158,4 +158,3 @@ def test_demo_end_to_end(tmp_path, data_cache) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Launching" not in again.stdout + again.stderr
     assert stamps == {p: p.stat().st_mtime for p in runs.glob("*/*/summary.json")}
-    assert FitReport.load(out).verification.observed == v.observed
