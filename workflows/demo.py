@@ -29,7 +29,7 @@ from analysis.cli import run_fit
 from analysis.fitconfig import FitConfig
 from analysis.plots import plot_all
 from analysis.report import approach3_line
-from analysis.results import FitReport
+from analysis.results import FitReport, Verification
 from analysis.wandb_log import log_analysis
 from workflows.verify import VerifyError, verify
 
@@ -261,10 +261,18 @@ def _verification_lines(report: FitReport) -> tuple[list[str], bool | None]:
         f"**Verification**, predicted before training: at C = {v.C:.3g} FLOPs "
         f"({v.extrapolation:.1f}x the largest fitted run) the fit ({v.method}) chose `{v.model}` "
         f"(N = {v.N:,}, D = {v.D:,}) and predicted a final loss of {v.predicted.value:.3f} "
-        f"{interval}; the run trained to **{v.observed:.3f}** (relative error "
+        f"{interval}; the run trained to **{v.observed:.3f}**{_seeds(v)} (relative error "
         f"(predicted - observed) / observed = {v.rel_error:+.1%}), "
         f"{verdict[v.inside_interval]}.",
     ], ok
+
+
+def _seeds(v: Verification) -> str:
+    """" (mean of k seeds, ...)" when the verification trained several seeds, else ""."""
+    if len(v.runs) < 2 or not math.isfinite(v.seed_std):
+        return ""
+    lo, hi = v.seed_range
+    return f" (mean of {len(v.runs)} seeds: {lo:.3f}-{hi:.3f}, std {v.seed_std:.3f})"
 
 
 def _fitted_budgets(report: FitReport) -> list[float]:
