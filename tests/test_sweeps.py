@@ -272,12 +272,14 @@ def test_wsd_branches_start_at_their_cooldown(data_cache, tmp_path) -> None:
 
 
 def test_wsd_isoflop_budgets_are_cooldowns_of_one_stable_run_per_size(data_cache, tmp_path):
-    """The demo's kind: every (size, budget) at D = C / FLOPs-per-token, the largest kept budget
-    of each size its stable run, the smaller budgets branches from its checkpoints."""
+    """sweep.kind=wsd_isoflop: every (size, budget) at D = C / FLOPs-per-token, the largest kept
+    budget of each size its stable run, the smaller budgets branches from its checkpoints."""
     sp = plan_of(
         data_cache,
         tmp_path,
-        "demo",
+        "isoflop",
+        "sweep.kind=wsd_isoflop",
+        "schedule=wsd",
         "sweep.sizes=[10k,20k]",
         "sweep.budgets=[1e10,2e10,4e10]",
         "sweep.min_steps=10",
