@@ -196,6 +196,20 @@ def _starts(law: Law, grid: int | None, seed: int) -> np.ndarray | None:
     return full[np.random.default_rng(seed).choice(len(full), grid, replace=False)]
 
 
+def collect_for(source: str | Path, config: FitConfig) -> Collected:
+    """The runs of ``source`` collected as ``config`` says, with its loss target (fit_on)."""
+    collected = collect(
+        source,
+        convention=config.convention,
+        group=config.group,
+        sweep=config.sweep,
+        columns=config.columns,
+        curves=config.curves,
+        curve_columns=config.curve_columns,
+    )
+    return with_target(collected, config.fit_on)
+
+
 def fit_parametric(sel: Selection, config: FitConfig) -> tuple[FitResult, np.ndarray | None]:
     """The law of ``config`` fitted to the selected runs, and its bootstrap parameters."""
     law = get_law(config.law)
@@ -277,16 +291,7 @@ def run_fit(
     """Collect ``source``, fit as ``config`` says, write ``out_dir``; the fit report."""
     config = FitConfig() if config is None else config
     check_paths(source, out_dir)
-    collected = collect(
-        source,
-        convention=config.convention,
-        group=config.group,
-        sweep=config.sweep,
-        columns=config.columns,
-        curves=config.curves,
-        curve_columns=config.curve_columns,
-    )
-    collected = with_target(collected, config.fit_on)
+    collected = collect_for(source, config)
     sel = select(collected, config)
     report = FitReport(
         source=str(source),

@@ -46,8 +46,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 from scipy import stats
 
-from analysis.cli import fit_parametric, select
-from analysis.collect import CollectError, collect, with_target
+from analysis.cli import collect_for, fit_parametric, select
+from analysis.collect import CollectError
 from analysis.fit import FitError, interval
 from analysis.hparams import HparamsError, HparamsReport
 from analysis.report import fmt_ci, markdown_report
@@ -231,18 +231,7 @@ def _approach3_prediction(
         return Estimate(value), "none: the fit has no bootstrap (--bootstrap 0)", []
     log(f"refitting approach 3's {config.bootstrap} bootstrap resamples from {report.source} ...")
     try:
-        collected = with_target(
-            collect(
-                report.source,
-                convention=config.convention,
-                group=config.group,
-                sweep=config.sweep,
-                columns=config.columns,
-                curves=config.curves,
-                curve_columns=config.curve_columns,
-            ),
-            config.fit_on,
-        )
+        collected = collect_for(report.source, config)
         result, boot = fit_parametric(select(collected, config), config)
     except (CollectError, FitError) as err:
         raise VerifyError(
